@@ -37,7 +37,7 @@ def execute(fn):
         c.outputs = [o for o in c.outputs if not any(m.startswith('image/') for m in o.get('data', {}))]
     nb.metadata = {'kernelspec': {'display_name': 'python3', 'language': 'python', 'name': 'python3'}}
     write_nb(nb, fn)
-    subprocess.run(['nbdev_clean', '--fname', str(fn)], check=True)
+    subprocess.run([str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(fn)], check=True)
     print(f'executed {fn.name}')
 
 if __name__ == '__main__':
