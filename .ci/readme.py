@@ -16,7 +16,7 @@ for c in nb['cells']:
     if c['cell_type'] == 'markdown': out.append(s.strip()); continue
     if re.search(r'^#\|\s*hide', s, re.M): continue
     code = '\n'.join(l for l in s.splitlines() if not l.startswith('#|')).strip()
-    if code: out.append(f'```python\n{code}\n```')
+    if code and not re.search(r'^#\|\s*echo:\s*false', s, re.M): out.append(f'```python\n{code}\n```')
     for o in c.get('outputs', []):
         txt = o.get('text') or o.get('data', {}).get('text/markdown') or o.get('data', {}).get('text/plain')
         if txt:
