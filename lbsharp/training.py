@@ -14,9 +14,9 @@ from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'chunk_slices', 'Eval', 'evaluate', 'progress', 'resolve_batch', 'init_model',
-           'make_optimizer', 'plain_step', 'History', 'stalled', 'checkpoints', 'save_checkpoint', 'load_checkpoint',
-           'dist_info', 'train', 'parse_batch', 'main']
+__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'chunk_slices', 'Eval', 'evaluate', 'progress', 'resolve_batch',
+           'init_model', 'make_optimizer', 'plain_step', 'History', 'stalled', 'checkpoints', 'save_checkpoint',
+           'load_checkpoint', 'dist_info', 'train', 'parse_batch', 'main']
 
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
@@ -175,20 +175,20 @@ class History:
 
 # %% ../nbs/02_training.ipynb #b1ba74aa
 def stalled(losses:list,          # training loss per epoch, starting at x0
-            patience:int=5,       # epochs without improvement before stopping
-            min_delta:float=0.    # relative improvement that counts: loss < best * (1 - min_delta)
+            patience:int=20,      # window: the last `patience` epochs are compared with all before them
+            min_delta:float=0.01  # relative improvement the window must make: best(window) < (1-min_delta)*best(before)
            )->bool:
-    "True when the best training loss has not improved for `patience` epochs."
-    best, since = math.inf, 0
-    for l in losses:
-        if l < best*(1-min_delta) or best == math.inf: best, since = min(l, best), 0
-        else: since += 1
-    return since >= patience
+    "True when the last `patience` epochs lowered the best training loss by less than the fraction `min_delta`."
+    if len(losses) <= patience: return False
+    return not min(losses[-patience:]) < (1-min_delta)*min(losses[:-patience])
 
-def _stop_reason(losses, epoch, epochs, patience, min_delta, max_epochs)->str|None:
-    "Why training ends after `epoch` under the current settings, or None to go on."
+STOPS = ('plateau', 'target', 'max_epochs', 'epochs')  # every value of `History.stop` for a finished run
+
+def _stop_reason(losses, epoch, epochs, patience, min_delta, max_epochs, target=None)->str|None:
+    "Why training ends after `epoch` under the current settings (one of `STOPS`), or None to go on."
     if epochs is not None: return 'epochs' if epoch >= epochs else None
-    if stalled(losses, patience, min_delta): return 'patience'
+    if target is not None and losses[-1] <= target: return 'target'
+    if stalled(losses, patience, min_delta): return 'plateau'
     return 'max_epochs' if epoch >= max_epochs else None
 
 # %% ../nbs/02_training.ipynb #6a72fea1
@@ -287,14 +287,18 @@ def _check_model_data(model, data, Xtr, Ytr):
     if int(Ytr.min()) < 0 or int(Ytr.max()) >= n_classes:
         raise ValueError(f"labels of {name} must lie in [0, {n_classes}); found [{int(Ytr.min())}, {int(Ytr.max())}]")
 
-def _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world):
+def _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world, min_delta=0., target=None):
     "Validate everything `train` gets; the data on the model's device and dtype, and the batch size."
     for k, v in hooks.items():
         if v is not None and not callable(v): raise TypeError(f"{k}={v!r} must be a function or None")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-        raise ValueError(f"epochs={epochs!r} must be a positive int, or None to stop by patience")
+        raise ValueError(f"epochs={epochs!r} must be a positive int, or None for the stopping rule (patience, min_delta, target, max_epochs)")
     if epochs is None and (not isinstance(patience, int) or patience < 1 or not isinstance(max_epochs, int) or max_epochs < 1):
         raise ValueError(f"patience={patience!r} and max_epochs={max_epochs!r} must be positive ints")
+    if epochs is None and not (isinstance(min_delta, (int, float)) and 0 <= min_delta < 1):
+        raise ValueError(f"min_delta={min_delta!r} must be a relative improvement in [0, 1), e.g. 0.01 for 1%")
+    if target is not None and not (isinstance(target, (int, float)) and target > 0):
+        raise ValueError(f"target={target!r} must be a positive training loss, or None for no loss target")
     chunk_slices(1, chunk)
     p = next(model.parameters())
     put = lambda t: t.to(p.device, p.dtype) if t.is_floating_point() else t.to(p.device)
@@ -370,10 +374,11 @@ def _checkpoint(d, epoch, model, opt, gen, hist, rank, world, dev, keep):
 def train(model:nn.Module,        # network returning logits, trained in place (device and dtype are the model's)
           data,                   # `lbsharp.data.Dataset` (Xtr, Ytr, Xte, Yte, n_classes, input_shape, name, meta)
           batch:int|float=SB,     # batch size: samples (int, SB=256) or fraction of the training set (float, LB=0.1)
-          epochs:int|None=None,   # fixed number of epochs (the figures: 100); None -> stop by `patience`
-          patience:int=5,         # patience mode: stop after this many epochs without a better training loss
-          min_delta:float=0.,     # patience mode: relative decrease that counts as better
-          max_epochs:int=200,     # patience mode: cap on the number of epochs (recorded as stop='max_epochs')
+          epochs:int|None=None,   # fixed number of epochs (the figures: 100); None -> the stopping rule below
+          patience:int=20,        # rule: window of epochs over which the training loss must improve ...
+          min_delta:float=0.01,   # rule: ... by this fraction of its best value, else stop='plateau'
+          max_epochs:int=200,     # rule: cap on the number of epochs (stop='max_epochs', flagged: not the rule's reason)
+          target:float|None=None, # rule: stop as soon as the training loss is <= target (stop='target'); None: no target
           lr:float=1e-3,          # learning rate (same for SB and LB: no scaling)
           optimizer='adam',       # 'adam' (paper), 'sgd', 'adagrad', or a function params -> optimizer
           opt_kw:dict|None=None,  # extra optimizer options, e.g. dict(betas=(0.9, 0.99)); checked
@@ -391,12 +396,13 @@ def train(model:nn.Module,        # network returning logits, trained in place (
     "Train `model` on `data` with the paper's protocol (Adam, fixed batch, reshuffled epochs); per-epoch `History`."
     rank, world = dist_info()
     hooks = dict(step=step, lr_schedule=lr_schedule, batch_schedule=batch_schedule, augment=augment)
-    X, Y, Xte, Yte, B, bn = _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world)
+    X, Y, Xte, Yte, B, bn = _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world, min_delta, target)
     n, dev = len(X), X.device
     opt = make_optimizer(model.parameters(), optimizer, lr, opt_kw)
     config = _plain(dict(
         batch=batch, batch_size=B, n_train=n, n_test=len(Xte), epochs=epochs, patience=None if epochs else patience,
-        min_delta=None if epochs else min_delta, max_epochs=None if epochs else max_epochs, optimizer=optimizer,
+        min_delta=None if epochs else min_delta, max_epochs=None if epochs else max_epochs,
+        target=None if epochs else target, optimizer=optimizer,
         opt={k: v for k, v in opt.defaults.items() if not callable(v)}, seed=seed, chunk=chunk,
         hooks={k: v for k, v in hooks.items() if v is not None}, model=getattr(model, 'spec', None),
         data=getattr(data, 'meta', None) or getattr(data, 'name', None), world_size=world, device=str(dev),
@@ -414,7 +420,7 @@ def train(model:nn.Module,        # network returning logits, trained in place (
         torch.manual_seed(seed + 7919*rank)                   # dropout and augmentation
         if found:
             hist = _restore(found[-1], config, model, opt, gen, rank, dev)
-            hist.stop = _stop_reason(hist['train_loss'], hist.final['epoch'], epochs, patience, min_delta, max_epochs)
+            hist.stop = _stop_reason(hist['train_loss'], hist.final['epoch'], epochs, patience, min_delta, max_epochs, target)
             if hist.stop is not None: return hist             # finished under these settings (more epochs continue it)
         else:
             hist = History(config, [dict(epoch=0, updates=0, batch=None, lr=None, batch_loss=None, **metrics(), seconds=0.)])
@@ -440,7 +446,7 @@ def train(model:nn.Module,        # network returning logits, trained in place (
             hist.log.append(dict(epoch=epoch, updates=updates, batch=B, lr=opt.param_groups[0]['lr'],
                                  batch_loss=_epoch_loss(losses, sizes, epoch, u0, world), **metrics(), seconds=seconds))
             pb.comment = f"train loss {hist.final['train_loss']:.4g} acc {hist.final['train_acc']:.4f} | test acc {hist.final['test_acc']:.4f}"
-            hist.stop = _stop_reason(hist['train_loss'], epoch, epochs, patience, min_delta, max_epochs)
+            hist.stop = _stop_reason(hist['train_loss'], epoch, epochs, patience, min_delta, max_epochs, target)
             _checkpoint(checkpoint_dir, epoch, model, opt, gen, hist, rank, world, dev, keep)
             if hist.stop is not None: break
     return hist
