@@ -8,6 +8,7 @@ import argparse, json, sys, time, os
 from pathlib import Path
 from .experiments import (all_presets, preset, run, report, load_runs, summarize, table, exp_from_dict,
                                  exp_to_dict, load_model, DATASET_NAMES)
+from .experiments import PAPER, PAPER_DATA, CAP, pm, stops_text, rule_text
 
 # %% auto #0
 __all__ = ['parse_sets', 'headline', 'main']
@@ -24,18 +25,41 @@ def parse_sets(items:list[str])->dict:
     return out
 
 # %% ../nbs/07_cli.ipynb #1a50f596
+def _where(reg:str, v:dict)->str:
+    "Where a regime's φ was measured, in words."
+    return (f"  {reg}: training loss {pm(v['train_loss'])}, ‖∇f‖ {pm(v['grad_norm'])}, {pm(v['epochs'], '.0f', '.0f')} epochs, "
+            f"{pm(v['updates'], '.0f', '.0f')} updates, stop: {stops_text(v['stops'])}")
+
 def headline(exp, runs)->str:
-    "One paragraph answering the paper's question for these runs."
+    "The paper's two questions answered for these runs, beside the paper's row for this network (if it has one)."
     s = summarize(exp, runs)
     if not {'SB', 'LB'} <= set(s): return ''
-    sb, lb = s['SB'], s['LB']
+    sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
+    data, n = DATASET_NAMES.get(exp.dataset, exp.dataset), min(s['SB']['n'], s['LB']['n'])
+    if P:
+        pdata = DATASET_NAMES[PAPER_DATA[exp.network]]
+        ref = f"paper, {exp.network} on {pdata}" + ('' if PAPER_DATA[exp.network] == exp.dataset else f", not {data}")
+    lines = [f"{exp.network} on {data}, {n} trial{'s' if n != 1 else ''}{' (mean ± std)' if n > 1 else ''}. φ was measured at:",
+             _where('SB', sb), _where('LB', lb)]
     gap = sb['test_acc'][0] - lb['test_acc'][0]
-    lines = [f"Test accuracy: SB {sb['test_acc'][0]:.2f}% ± {sb['test_acc'][1]:.2f}, LB {lb['test_acc'][0]:.2f}% ± {lb['test_acc'][1]:.2f} "
-             f"→ LB is {abs(gap):.2f} points {'worse' if gap > 0 else 'better'} (paper, F1 on MNIST: 0.22 points worse)."]
+    txt = (f"Test accuracy: SB {pm(sb['test_acc'], '.2f', '.2f', '%')}, LB {pm(lb['test_acc'], '.2f', '.2f', '%')} "
+           f"→ LB is {abs(gap):.2f} points {'worse' if gap > 0 else 'better'}")
+    if P:
+        pg = P['test_acc']['SB'][0] - P['test_acc']['LB'][0]
+        txt += f" ({ref}: {abs(pg):.2f} points {'worse' if pg > 0 else 'better'})"
+    lines.append(txt + '.')
     for k in (k for k in sb if isinstance(k, tuple) and k in lb):
         r = lb[k][0]/sb[k][0] if sb[k][0] > 0 else float('inf')
-        lines.append(f"Sharpness ({k[0]}, ε={k[1]:g}): SB {sb[k][0]:.3g} ± {sb[k][1]:.2g}, LB {lb[k][0]:.3g} ± {lb[k][1]:.2g} "
-                     f"→ LB/SB = {r:.3g}× ({'LB sharper' if r > 1 else 'LB flatter'}).")
+        txt = (f"Sharpness ({k[0]}, ε={k[1]:g}): SB {pm(sb[k])}, LB {pm(lb[k])} "
+               f"→ LB/SB = {r:.3g}× ({'LB sharper' if r > 1 else 'LB flatter'})")
+        p = P[k[0]].get(k[1]) if P else None
+        if p: txt += f" ({ref}: {p['LB'][0]/p['SB'][0]:.3g}×)"
+        lines.append(txt + '.')
+    if not P: lines.append(f"The paper has no row for {exp.network} ({data} is not one of its data sets): "
+                           f"these numbers can be compared with the paper only in direction, not in size.")
+    capped = [f"{reg} ({v['cap']} of {v['n']} runs)" for reg, v in (('SB', sb), ('LB', lb)) if v['cap']]
+    if capped: lines.append(f"{CAP} {' and '.join(capped)} hit the {exp.max_epochs}-epoch cap: φ there is measured at an iterate "
+                            f"that was still improving, not where the stopping rule would have stopped.")
     return '\n'.join(lines)
 
 def _summary(out:Path, seconds:float)->str:
@@ -45,6 +69,7 @@ def _summary(out:Path, seconds:float)->str:
     parts = [f"== lbsharp: {exp.name} — {exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)}, "
              f"{len({r['trial'] for r in runs})} trial(s), {seconds:.0f} s ==", '']
     if exp.note: parts += [exp.note, '']
+    if exp.protocol == 'pairs': parts += [f"Stopping rule: {rule_text(exp)}.", '']
     if exp.protocol == 'pairs':
         for w in (2, 3, 4):
             if w == 4 and not exp.p: continue

@@ -14,11 +14,12 @@ from .networks import build, NETWORKS
 from .training import evaluate, progress
 
 # %% auto #0
-__all__ = ['PAPER', 'PRESETS', 'FORMAT', 'DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'COLORS', 'PROTOCOLS', 'Experiment',
-           'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset', 'write_json', 'read_json', 'environment',
-           'load_data', 'save_model', 'load_model', 'measure', 'run_one', 'run', 'load_runs', 'summarize', 'table',
-           'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'warmstart', 'trajectory',
-           'plot_warmstart', 'plot_trajectory', 'report', 'export_results']
+__all__ = ['PAPER', 'PRESETS', 'FORMAT', 'DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'PROTOCOLS',
+           'Experiment', 'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset', 'write_json', 'read_json',
+           'environment', 'load_data', 'save_model', 'load_model', 'measure', 'run_one', 'run', 'load_runs',
+           'summarize', 'pm', 'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric',
+           'plot_batch_sweep', 'warmstart', 'trajectory', 'plot_warmstart', 'plot_trajectory', 'rule_text', 'report',
+           'export_results']
 
 # %% ../nbs/05_experiments.ipynb #03a73b8e
 PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mean, std)
@@ -173,12 +174,27 @@ def read_json(path:str|Path,   # a JSON file written by `write_json`
     return d
 
 # %% ../nbs/05_experiments.ipynb #b9e98043
+def _git(root:Path)->dict:
+    "Commit of the git checkout whose root is `root`, and whether its `lbsharp/` code differs from it; None outside one."
+    import subprocess
+    none = dict(git_commit=None, git_dirty=None)
+    git = lambda *a: subprocess.run(['git', '-C', str(root), *a], capture_output=True, text=True, timeout=20)
+    try:
+        top = git('rev-parse', '--show-toplevel')
+        if top.returncode or Path(top.stdout.strip()).resolve() != root.resolve(): return none  # e.g. a wheel inside another repo
+        head, status = git('rev-parse', 'HEAD'), git('status', '--porcelain', '--', 'lbsharp')
+    except (OSError, subprocess.SubprocessError): return none                                  # no git on this machine
+    if head.returncode or status.returncode: return none
+    return dict(git_commit=head.stdout.strip(), git_dirty=bool(status.stdout.strip()))
+
 def environment(device='cpu')->dict:
-    "Library versions and the device, recorded with every run."
-    import scipy
-    d = dict(lbsharp=lbsharp.__version__, torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__,
+    "Code version (git commit, dirty), library versions, device, threads and L-BFGS-B path, recorded with every result."
+    import scipy, fastprogress
+    from lbsharp.sharpness import FAST_LBFGSB
+    d = dict(lbsharp=lbsharp.__version__, **_git(Path(lbsharp.__file__).resolve().parent.parent),
+             torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__, fastprogress=fastprogress.__version__,
              python=platform.python_version(), platform=platform.platform(), device=str(device),
-             threads=torch.get_num_threads())
+             threads=torch.get_num_threads(), fast_lbfgsb=FAST_LBFGSB)
     if str(device).startswith('cuda') and torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(device)
     return d
 
@@ -243,7 +259,7 @@ def measure(exp:Experiment, model, X, Y, d:Path|None=None)->list:
             if exp.sharp_solver: kw['solver'] = exp.sharp_solver
             r = sharpness(model, (X, Y), **kw).to_dict()
             r['subset'] = exp.sharp_subset
-            if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r))
+            if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r, environment=environment(exp.device)))
             out.append(r)
     return out
 
@@ -283,7 +299,7 @@ def run_one(exp:Experiment, data:Dataset, x0:dict, trial:int, regime:str, d:Path
     x_0 = torch.nn.utils.parameters_to_vector(x0[k] for k, _ in model.named_parameters())
     x_1 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     res = dict(format=FORMAT, kind='run', experiment=exp.name, trial=trial, regime=regime, batch=batch, seed=seed,
-               network=exp.network, dataset=exp.dataset, data=data.meta, environment=environment(exp.device),
+               network=exp.network, dataset=exp.dataset, data=data.meta, environment=environment(exp.device), settings=exp_to_dict(exp),
                final=_final(hist), sharpness=sharp, sharp_seconds=time.perf_counter()-t0,
                dist_from_x0=float((x_1 - x_0.to(x_1)).norm()), norm=float(x_1.norm()),
                remedy=exp.remedy if regime in exp.remedy_regimes else None,
@@ -307,7 +323,7 @@ def _landscapes(exp:Experiment, data:Dataset, out:Path, trial:int, quiet:bool):
         if f.exists(): continue
         r = parametric(sb, lb, data, alphas=np.linspace(-1, 2, exp.alphas), path=path, chunk=exp.chunk, quiet=quiet,
                        meta=dict(experiment=exp.name, trial=trial, dataset=exp.dataset))
-        write_json(f, dict(format=FORMAT, kind='landscape', result=r))
+        write_json(f, dict(format=FORMAT, kind='landscape', result=r, environment=environment(exp.device)))
 
 def run(exp:Experiment,         # what to run
         out:str|Path,           # results directory (created; reused to resume)
@@ -345,15 +361,25 @@ def _ms(v):
     v = np.asarray(v, dtype=float)
     return (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0., len(v))
 
+def _grad_norm(r:dict)->float|None:
+    "‖∇f‖ at a run's final weights: the `grad_norm` of its first full-space sharpness measurement."
+    g = [m.get('grad_norm') for m in r.get('sharpness', []) if m.get('space') == 'full']
+    return g[0] if g and g[0] is not None else None
+
 def summarize(exp:Experiment, runs:list)->dict:
-    "Mean, std and count over trials, per regime: accuracies (%) and sharpness per (space, ε)."
+    "Per regime, mean, std and count over trials of accuracies (%), sharpness per (space, ε) and where it was measured."
     s = {}
     for reg in exp.regimes:
         rs = [r for r in runs if r['regime'] == reg]
         if not rs: continue
+        g = [_grad_norm(r) for r in rs]
+        stops = [r['final'].get('stop') for r in rs]
         d = dict(train_acc=_ms([100*r['final']['train_acc'] for r in rs]), test_acc=_ms([100*r['final']['test_acc'] for r in rs]),
                  train_loss=_ms([r['final']['train_loss'] for r in rs]), epochs=_ms([r['final']['epochs'] for r in rs]),
-                 updates=_ms([r['final']['updates'] for r in rs]))
+                 updates=_ms([r['final']['updates'] for r in rs]),
+                 grad_norm=_ms(g) if None not in g else None,          # ‖∇f‖ where φ was measured
+                 stops={k: stops.count(k) for k in dict.fromkeys(stops)}, # why training ended: reason -> runs
+                 cap=stops.count('max_epochs'), n=len(rs))               # runs that hit the epoch cap, runs
         for space in ('full', 'subspace'):
             for eps in exp.eps:
                 v = [m['phi'] for r in rs for m in r['sharpness'] if m['space'] == space and m['eps'] == eps]
@@ -366,38 +392,59 @@ DATASET_NAMES = {'mnist': 'MNIST', 'fashion-mnist': 'Fashion-MNIST', 'cifar10': 
                  'timit': 'TIMIT', 'mnist1d': 'MNIST-1D', 'digits': 'digits'}
 PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C3': 'cifar100', 'C4': 'cifar100'}
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
+CAP = '⚠'  # marks a regime whose runs hit the epoch cap
+
+def pm(m,                 # (mean, std, n) from `summarize`, a paper (mean, std), or None
+       spec:str='.3g',    # format of the mean
+       sd:str='.2g',      # format of the std
+       unit:str=''        # appended to both, e.g. '%'
+      )->str:
+    "'mean ± std', just the value for a single trial, '–' when missing."
+    if m is None: return '–'
+    if len(m) == 3 and m[2] == 1: return f'{m[0]:{spec}}{unit}'
+    return f'{m[0]:{spec}}{unit} ± {m[1]:{sd}}{unit}'
+
+def stops_text(d:dict)->str:
+    "Why the runs of a regime stopped, e.g. 'target ×3' or 'max_epochs ×2 ⚠, plateau ×1'."
+    return ', '.join(f"{k}{' ' + CAP if k == 'max_epochs' else ''}" + (f' ×{n}' if len(d) > 1 or n > 1 else '')
+                     for k, n in d.items())
+
+def _where(v:dict)->list:
+    "The columns saying where φ was measured: training loss, ‖∇f‖, epochs, updates, stop."
+    return [pm(v['train_loss']), pm(v['grad_norm']), pm(v['epochs'], '.0f', '.0f'), pm(v['updates'], '.0f', '.0f'),
+            stops_text(v['stops'])]
+WHERE = ['train loss', '‖∇f‖', 'epochs', 'updates', 'stop']
 
 def _cols(exp, which):
-    regs = list(exp.regimes)
-    if which == 2: return [(f"{k.replace('_acc', '')} acc {r}", (k, r)) for k in ('train_acc', 'test_acc') for r in regs]
-    return [(f'ε={e:g} {r}', ((TABLES[which], e), r)) for e in exp.eps for r in regs]
-
-def _fmt(m, pct):
-    if m is None: return '–'
-    mean, sd = m[:2]
-    return f'{mean:.2f}% ± {sd:.2f}%' if pct else f'{mean:.3g} ± {sd:.2g}'
+    if which == 2: return [('train acc', 'train_acc'), ('test acc', 'test_acc')]
+    return [(f'φ ε={e:g}', (TABLES[which], e)) for e in exp.eps]
 
 def table(exp:Experiment,  # the experiment
           runs:list,       # its runs (`load_runs`)
           which:int=2,     # 2: accuracy, 3: full-space sharpness, 4: random-subspace sharpness
           fmt:str='md'     # 'md' (markdown) or 'csv'
          )->str:
-    "The paper's Table `which` for these runs, with the paper's row for the same network alongside."
+    "The paper's Table `which` for these runs, one row per regime with where φ was measured, and the paper's row alongside."
     if which not in TABLES: raise ValueError(f"which={which!r}: the paper's tables are 2 (accuracy), 3 (full space) and 4 (subspace)")
     if fmt not in ('md', 'csv'): raise ValueError(f"fmt={fmt!r}; use 'md' or 'csv'")
     s, cols = summarize(exp, runs), _cols(exp, which)
-    n = max((v[k][2] for v in s.values() for k in v if isinstance(v[k], tuple) and len(v[k]) == 3), default=0)
-    name = f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} (ours, {n} trial{'s' if n != 1 else ''})"
-    rows = [[name] + [_fmt(s.get(r, {}).get(k), which == 2) for _, (k, r) in cols]]
+    unit = '%' if which == 2 else ''
+    spec, sd = ('.2f', '.2f') if which == 2 else ('.3g', '.2g')
+    ours = f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} (ours)"
+    rows = [[ours, reg + (f' {CAP}' if v['cap'] else ''), str(v['n'])] + [pm(v.get(k), spec, sd, unit) for _, k in cols] + _where(v)
+            for reg, v in s.items()]
     if exp.network in PAPER and set(exp.regimes) == {'SB', 'LB'}:
         P = PAPER[exp.network]
         get = (lambda k, r: P[k][r]) if which == 2 else (lambda k, r: P[k[0]].get(k[1], {}).get(r))
-        rows.append([f"{exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]} (paper, 5 trials)"]
-                    + [_fmt(get(k, r), which == 2) for _, (k, r) in cols])
-    head = ['network'] + [c for c, _ in cols]
+        rows += [[f"{exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]} (paper)", r, '5']
+                 + [pm(get(k, r), spec, sd, unit) for _, k in cols] + ['–']*len(WHERE) for r in ('SB', 'LB')]
+    head = ['network', 'regime', 'trials'] + [c for c, _ in cols] + WHERE
     if fmt == 'csv':
         buf = io.StringIO(); w = csv.writer(buf); w.writerow(head); w.writerows(rows); return buf.getvalue()
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
+    capped = [f"{reg} ({v['cap']} of {v['n']})" for reg, v in s.items() if v['cap']]
+    if capped: lines += ['', f"{CAP} Runs of {', '.join(capped)} hit the {exp.max_epochs}-epoch cap: they stopped for the budget, "
+                             f"not the stopping rule, so their φ is measured at an iterate that was still improving."]
     return '\n'.join(lines)
 
 # %% ../nbs/05_experiments.ipynb #69b8f328
@@ -484,7 +531,8 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
             sharp = measure(_one_measure(exp), model, X, Y, d)
             sb_row = ck['history']['log'][-1]
             write_json(d/'result.json', dict(format=FORMAT, kind='warmstart', experiment=exp.name, trial=t, warm_epoch=k,
-                       sb=dict(test_acc=sb_row['test_acc'], train_loss=sb_row['train_loss']), final=_final(hist), sharpness=sharp))
+                       sb=dict(test_acc=sb_row['test_acc'], train_loss=sb_row['train_loss']), final=_final(hist), sharpness=sharp,
+                       environment=environment(exp.device), settings=exp_to_dict(exp)))
     return out
 
 def trajectory(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
@@ -506,7 +554,8 @@ def trajectory(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
                 row = ck['history']['log'][-1]
                 m = measure(_one_measure(exp), model, X, Y)[0]
                 pts.append(dict(epoch=row['epoch'], train_loss=row['train_loss'], test_acc=row['test_acc'], phi=m['phi']))
-            write_json(f, dict(format=FORMAT, kind='trajectory', regime=regime, trial=t, points=pts))
+            write_json(f, dict(format=FORMAT, kind='trajectory', regime=regime, trial=t, points=pts,
+                               environment=environment(exp.device), settings=exp_to_dict(exp)))
     return out
 
 PROTOCOLS = {'warmstart': warmstart, 'trajectory': trajectory}
@@ -541,6 +590,13 @@ def plot_trajectory(out:str|Path, trial:int=0, ax=None)->plt.Figure:
     return ax.figure
 
 # %% ../nbs/05_experiments.ipynb #ab88f98f
+def rule_text(exp:Experiment)->str:
+    "The stopping rule of `exp` in words."
+    if exp.epochs: return f'{exp.epochs} epochs'
+    t = f'training loss <= {exp.target:g} or ' if exp.target is not None else ''
+    return (f'{t}a plateau (< {exp.min_delta:.0%} better over {exp.patience} epochs), the same for every regime; '
+            f'cap {exp.max_epochs} epochs')
+
 def report(out:str|Path,          # a results directory
            dest:str|Path|None=None # where to write report.md, tables and figures (default: `out`)
           )->Path:                # the report.md written
@@ -554,7 +610,7 @@ def report(out:str|Path,          # a results directory
         s = summarize(exp, runs)
         md += [f"{len({r['trial'] for r in runs})} trials; batch sizes "
                + ', '.join(f"{k} = {v}" for k, v in exp.regimes.items())
-               + f"; stop: {'%d epochs' % exp.epochs if exp.epochs else 'patience %d on the training loss (cap %d)' % (exp.patience, exp.max_epochs)}; "
+               + f"; stop: {rule_text(exp)}; "
                f"BN mode {exp.bn}, evaluation chunk {exp.chunk}; sharpness: {exp.sharp_iters} L-BFGS-B iterations, "
                f"f on {exp.sharp_subset or 'all'} training samples, subspace A ~ {exp.A_dist} (seed {exp.A_seed}), p = {exp.p}.", '']
         for w, title in ((2, 'Table 2 — accuracy'), (3, 'Table 3 — sharpness, full space'), (4, 'Table 4 — sharpness, random subspace')):
@@ -575,11 +631,15 @@ def report(out:str|Path,          # a results directory
         md += [f"![{name}](figures/{name})", '']
     f = dest/'report.md'; f.write_text('\n'.join(md)); return f
 
-def export_results(out:str|Path, dest:str|Path)->Path:
-    "Copy the JSON files of a results directory (no weights, no checkpoints) to `dest`, e.g. to commit them."
+def export_results(out:str|Path,        # a results directory
+                   dest:str|Path,       # where to copy it, e.g. `nbs/results/NAME` to commit it
+                   max_model_mb:float=1. # copy each run's final `model.pt` too when it is at most this size (0: never)
+                  )->Path:
+    "Copy the JSON files of a results directory, and its small final weights (no checkpoints), to `dest`."
     import shutil
     out, dest = Path(out), Path(dest)
-    for f in out.rglob('*.json'):
-        if 'checkpoints' in f.parts: continue
+    files = [f for f in out.rglob('*.json')] + [f for f in out.glob('*/model.pt') if f.stat().st_size <= max_model_mb*2**20]
+    for f in files:
+        if 'checkpoints' in f.relative_to(out).parts: continue
         (dest/f.relative_to(out)).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, dest/f.relative_to(out))
     return dest
