@@ -187,11 +187,13 @@ def _git(root:Path)->dict:
     if head.returncode or status.returncode: return none
     return dict(git_commit=head.stdout.strip(), git_dirty=bool(status.stdout.strip()))
 
+_CODE = _git(Path(lbsharp.__file__).resolve().parent.parent)  # read once, at import: the code this process runs
+
 def environment(device='cpu')->dict:
     "Code version (git commit, dirty), library versions, device, threads and L-BFGS-B path, recorded with every result."
     import scipy, fastprogress
     from lbsharp.sharpness import FAST_LBFGSB
-    d = dict(lbsharp=lbsharp.__version__, **_git(Path(lbsharp.__file__).resolve().parent.parent),
+    d = dict(lbsharp=lbsharp.__version__, **_CODE,
              torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__, fastprogress=fastprogress.__version__,
              python=platform.python_version(), platform=platform.platform(), device=str(device),
              threads=torch.get_num_threads(), fast_lbfgsb=FAST_LBFGSB)
