@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, torch
 import lbsharp
-from .data import load, Dataset
+from .data import load, Dataset, subset_indices
 from .networks import build, NETWORKS
-from .training import evaluate, progress
+from .training import evaluate, progress, progress_jobs
 
 # %% auto #0
 __all__ = ['PAPER', 'PRESETS', 'FORMAT', 'DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'COLORS', 'PROTOCOLS', 'Experiment',
@@ -220,9 +220,9 @@ def load_model(path:str|Path, device='cpu')->torch.nn.Module:
 
 # %% ../nbs/05_experiments.ipynb #eabb9e3c
 def _sharp_data(exp:Experiment, data:Dataset):
-    "The training samples that define f for sharpness: all, or a fixed seeded subset."
-    if exp.sharp_subset is None or exp.sharp_subset >= len(data.Xtr): return data.Xtr, data.Ytr
-    i = torch.randperm(len(data.Xtr), generator=torch.Generator().manual_seed(0))[:exp.sharp_subset].sort().values
+    "The training samples that define f for sharpness: all, or `subset_indices(n, sharp_subset)` (lbsharp's one subset)."
+    if exp.sharp_subset is None: return data.Xtr, data.Ytr
+    i = subset_indices(len(data.Xtr), exp.sharp_subset)
     i = i.to(data.Xtr.device)
     return data.Xtr[i], data.Ytr[i]
 
@@ -310,7 +310,7 @@ def run(exp:Experiment,         # what to run
     if exp.protocol != 'pairs': return PROTOCOLS[exp.protocol](exp, out, quiet=quiet)
     out = Path(out); _claim(out, exp)
     data = load_data(exp)
-    for t in progress(range(exp.trials), quiet=quiet, comment='trials'):
+    for t in progress_jobs(range(exp.trials), quiet=quiet, label='trial'):
         x0, sb_hist = _x0(exp, t), None
         for regime in exp.regimes:
             d = out/f'trial{t}-{regime}'
@@ -467,7 +467,7 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
         if not (d_sb/'result.json').exists():
             run_one(_one_measure(exp), data, x0, t, 'SB', d_sb, quiet=quiet, keep_checkpoints=True)
         cks = checkpoints(d_sb/'checkpoints')
-        for k in progress(range(exp.every, exp.epochs + 1, exp.every), quiet=quiet, comment='warm starts'):
+        for k in progress_jobs(range(exp.every, exp.epochs + 1, exp.every), quiet=quiet, label=f'trial {t}: warm start'):
             d = out/f'trial{t}-warm{k:04d}'
             if (d/'result.json').exists(): continue
             model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
@@ -492,7 +492,7 @@ def trajectory(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
             f = d/'trajectory.json'
             if f.exists(): continue
             pts = []
-            for ck_path in progress(checkpoints(d/'checkpoints')[::exp.every], quiet=quiet, comment=f'{regime} trajectory'):
+            for ck_path in progress_jobs(checkpoints(d/'checkpoints')[::exp.every], quiet=quiet, label=f'trial {t}: {regime} checkpoint'):
                 model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
                 ck = load_checkpoint(ck_path, model)
                 row = ck['history']['log'][-1]
