@@ -126,8 +126,12 @@ def _sharpness(a):
     if f is not None:
         exp, src = exp_from_dict(read_json(f, 'experiment')['experiment'], where=str(f)), f"the run's f ({f})"
     else:
-        exp = Experiment('cli', model.spec['name'], a.dataset or model.spec['dataset'], bn=model.spec.get('bn', 'batch'))
-        src = ('--dataset' if a.dataset else f"no experiment.json above {a.model}: the network's default data set") + ", load's default options"
+        ds = a.dataset or model.spec.get('dataset')
+        if not ds: raise ValueError(f"{a.model} is not in a results directory and its network names no data set; pass --dataset NAME")
+        exp = Experiment('cli', model.spec['name'], ds, bn=model.spec.get('bn', 'batch'))
+        src = ("--dataset with load's default options" if a.dataset else f"no experiment.json above {a.model}, so the network's "
+               "default data set with load's default options: maybe not the data it was trained on (pass --dataset, or measure "
+               "the model inside its results directory)")
     pick = lambda v, d: d if v is None else v
     exp = dataclasses.replace(exp, device=a.device, chunk=pick(a.chunk, exp.chunk), sharp_iters=pick(a.iters, exp.sharp_iters),
                               sharp_solver=pick(a.solver, exp.sharp_solver), A_seed=pick(a.A_seed, exp.A_seed),
