@@ -4,14 +4,15 @@
 
 # %% ../nbs/07_cli.ipynb #43a94091
 from __future__ import annotations
-import argparse, json, sys, time, os
+import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
 from .experiments import (all_presets, preset, run, report, load_runs, summarize, table, exp_from_dict,
-                                 exp_to_dict, load_model, DATASET_NAMES)
+                                 exp_to_dict, load_model, DATASET_NAMES, Experiment, read_json, load_data,
+                                 sharp_kwargs, _sharp_data)
 from .experiments import PAPER, PAPER_DATA, CAP, pm, stops_text, rule_text
 
 # %% auto #0
-__all__ = ['parse_sets', 'headline', 'main']
+__all__ = ['parse_sets', 'headline', 'presets_table', 'main']
 
 # %% ../nbs/07_cli.ipynb #a5771423
 def parse_sets(items:list[str])->dict:
@@ -79,6 +80,13 @@ def _summary(out:Path, seconds:float)->str:
     return '\n'.join(parts)
 
 # %% ../nbs/07_cli.ipynb #ad1c104a
+def _subset_arg(s:str)->int:
+    if s == 'all': return 0
+    try: n = int(s)
+    except ValueError: n = 0
+    if n < 1: raise argparse.ArgumentTypeError(f"{s!r}: a number of samples >= 1, or 'all'")
+    return n
+
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='lbsharp', description=
         "Large-batch training and sharp minima (Keskar et al., ICLR 2017): train, measure, report.")
@@ -104,17 +112,22 @@ def _parser()->argparse.ArgumentParser:
                         description="Aggregate a results directory into Tables 2-4 (markdown and CSV, the paper's values alongside) and figures.")
     rp.add_argument('dir', help="results directory written by `lbsharp run`")
     rp.add_argument('--dest', help="where to write report.md, CSVs and figures (default: DIR)")
-    sh = sub.add_parser('sharpness', help="ε-sharpness of a saved network",
-                        description="Measure the paper's ε-sharpness of a model.pt written by `lbsharp run` (or a training checkpoint).")
-    sh.add_argument('model', help="path to model.pt (or a training checkpoint epoch_*.pt)")
-    sh.add_argument('--dataset', help="data set defining f (default: the network's data set)")
-    sh.add_argument('--eps', type=float, default=1e-3, help="box size ε (default 1e-3; the paper also uses 5e-4)")
+    sh = sub.add_parser('sharpness', help="ε-sharpness of a saved network, on the f it was trained on",
+                        description="Measure the paper's ε-sharpness of a model.pt written by `lbsharp run` (or a training checkpoint). "
+                                    "When the model sits in a results directory, f is the run's: its experiment.json gives the data set, "
+                                    "its load options, training subset, evaluation chunk and the sharpness settings (subset, solver, "
+                                    "iterations, A); options given here override them. The command prints which data defines f.")
+    sh.add_argument('model', help="path to model.pt (or a training checkpoint checkpoints/epoch_*.pt)")
+    sh.add_argument('--dataset', help="data set defining f, with `load`'s defaults (default: the run's; without a run, the network's)")
+    sh.add_argument('--eps', type=float, help="box size ε (default: the run's first ε, else 1e-3; the paper uses 1e-3 and 5e-4)")
     sh.add_argument('--p', type=int, default=0, help="random-subspace dimension (default 0: full space; the paper uses 100)")
-    sh.add_argument('--A-seed', type=int, default=0, help="seed of the random subspace matrix A")
-    sh.add_argument('--iters', type=int, default=10, help="L-BFGS-B iterations (default 10, the paper's)")
-    sh.add_argument('--solver', choices=['sum', 'mean', 'sign'], help="L-BFGS-B setting (default 'sum'; 'mean' is the paper's literal reading; see the sharpness notebook)")
-    sh.add_argument('--subset', type=int, help="use this many training samples to define f (default: all)")
-    sh.add_argument('--chunk', type=int, default=5000, help="evaluation chunk (default 5000; defines f with BatchNorm in batch mode)")
+    sh.add_argument('--A-seed', type=int, help="seed of the random subspace matrix A (default: the run's, else 0)")
+    sh.add_argument('--iters', type=int, help="L-BFGS-B iterations (default: the run's, else 10, the paper's)")
+    sh.add_argument('--solver', help="L-BFGS-B setting (default: the run's, else the sharpness module's default; see the sharpness notebook)")
+    sh.add_argument('--subset', type=_subset_arg, help="f on lbsharp's seeded random subset of this many training samples "
+                    "(lbsharp.data.subset_indices, the same as the library's subset= and the experiments' sharp_subset); "
+                    "'all' for every sample (default: the run's sharp_subset, else all)")
+    sh.add_argument('--chunk', type=int, help="evaluation chunk (default: the run's, else 5000; defines f with BatchNorm in batch mode)")
     sh.add_argument('--device', default='cpu', help="cpu or cuda")
     sub.add_parser('presets', help="list the presets and their settings")
     return p
@@ -127,18 +140,51 @@ def _run(name, out, sets, quiet, keep=False):
     run(exp, out, quiet=quiet, keep_checkpoints=keep)
     print(_summary(out, time.time() - t0))
 
+def _experiment_file(model:Path)->Path|None:
+    "The experiment.json of the results directory holding `model` (DIR/trialT-R/model.pt or .../checkpoints/epoch_*.pt)."
+    return next((d/'experiment.json' for d in list(Path(model).resolve().parents)[:3] if (d/'experiment.json').exists()), None)
+
 def _sharpness(a):
-    from lbsharp.data import load
-    from lbsharp.sharpness import sharpness
+    from lbsharp.sharpness import sharpness, eval_mode
     model = load_model(a.model, a.device)
-    ds = a.dataset or model.spec.get('dataset')
-    data = load(ds, device=a.device)
-    if a.subset: data = data.subset(n_train=a.subset, seed=0)
-    kw = dict(eps=a.eps, iters=a.iters, chunk=a.chunk)
-    if a.p: kw.update(p=a.p, seed=a.A_seed)
-    if a.solver: kw['solver'] = a.solver
-    r = sharpness(model, (data.Xtr, data.Ytr), **kw)
-    print(f"{model.spec['name']} on {DATASET_NAMES.get(data.name, data.name)} ({len(data.Xtr)} training samples): {r}")
+    f = None if a.dataset else _experiment_file(a.model)
+    if f is not None:
+        exp, src = exp_from_dict(read_json(f, 'experiment')['experiment'], where=str(f)), f"the run's f ({f})"
+    else:
+        ds = a.dataset or model.spec.get('dataset')
+        if not ds: raise ValueError(f"{a.model} is not in a results directory and its network names no data set; pass --dataset NAME")
+        exp = Experiment('cli', model.spec['name'], ds, bn=model.spec.get('bn', 'batch'))
+        src = ("--dataset with load's default options" if a.dataset else f"no experiment.json above {a.model}, so the network's "
+               "default data set with load's default options: maybe not the data it was trained on (pass --dataset, or measure "
+               "the model inside its results directory)")
+    pick = lambda v, d: d if v is None else v
+    exp = dataclasses.replace(exp, device=a.device, chunk=pick(a.chunk, exp.chunk), sharp_iters=pick(a.iters, exp.sharp_iters),
+                              sharp_solver=pick(a.solver, exp.sharp_solver), A_seed=pick(a.A_seed, exp.A_seed),
+                              sharp_subset=exp.sharp_subset if a.subset is None else (a.subset or None))
+    if model.spec.get('bn', 'batch') != exp.bn:
+        print(f"note: the model's BatchNorm mode is {model.spec.get('bn')!r}, the run's {exp.bn!r}; f uses the model's")
+    data = load_data(exp)
+    X, Y = _sharp_data(exp, data)
+    eps = pick(a.eps, exp.eps[0])
+    print(f"f: mean cross-entropy on {DATASET_NAMES.get(data.name, data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
+          f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
+          f"n_train {exp.n_train or 'all'}), chunk {exp.chunk}, {eval_mode(model)} — from {src}")
+    r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, a.p or None))
+    r.subset = exp.sharp_subset
+    print(f"{model.spec['name']}: {r}")
+    return r
+
+def presets_table()->str:
+    "Every preset: name, network, data set, regimes, trials and the first sentence of its note."
+    rows = [('preset', 'network', 'data set', 'regimes', 'trials', 'note')]
+    for k in sorted(all_presets()):
+        e = preset(k)
+        regs = ', '.join(f'{r}={b}' for r, b in e.regimes.items())
+        if len(regs) > 24: regs = f"{len(e.regimes)} batch sizes {min(e.regimes.values())}..{max(e.regimes.values())}"
+        note = e.note.split('. ')[0].rstrip('.')
+        rows.append((k, e.network, DATASET_NAMES.get(e.dataset, e.dataset), regs, str(e.trials), note[:70] + ('…' if len(note) > 70 else '')))
+    w = [max(len(r[i]) for r in rows) for i in range(5)]
+    return '\n'.join('  '.join(c.ljust(n) for c, n in zip(r, w)) + '  ' + r[5] for r in rows)
 
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         )->int:                   # exit status
@@ -149,9 +195,8 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         elif a.cmd == 'run': _run(a.preset, a.out, a.set, a.quiet, a.keep_checkpoints)
         elif a.cmd == 'report': print(f"wrote {report(a.dir, a.dest)}")
         elif a.cmd == 'sharpness': _sharpness(a)
-        elif a.cmd == 'presets':
-            for k, v in sorted(all_presets().items()): print(f"{k:24s} {json.dumps(v)}")
+        elif a.cmd == 'presets': print(presets_table())
         else: p.print_help(); return 2
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError) as e:   # user errors: one line naming the value and the fix; anything else keeps its traceback
         print(f"lbsharp {a.cmd}: error: {e}", file=sys.stderr); return 2
     return 0

@@ -15,7 +15,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CACHE_DIR', 'SYSTEM_DIR', 'NAMES', 'FILES', 'MNIST_CLASSES', 'FASHION_CLASSES', 'PIXELS_255', 'LOADERS', 'Dataset',
-           'data_roots', 'search_dirs', 'find_files', 'read_idx', 'read_cifar_pickle', 'load']
+           'subset_indices', 'data_roots', 'search_dirs', 'find_files', 'read_idx', 'read_cifar_pickle', 'load']
 
 # %% ../nbs/00_data.ipynb #813a93d8
 def _check_split(name, split, X, Y, k):
@@ -80,6 +80,16 @@ def to(self:Dataset,
     d = torch.device(device)
     return Dataset(self.name, *(t.to(d) for t in (self.Xtr, self.Ytr, self.Xte, self.Yte)), self.classes, dict(self.meta))
 
+# %% ../nbs/00_data.ipynb #f7a2c4e1
+def subset_indices(n_total:int,  # number of samples to draw from
+                   n:int,        # how many to keep (all of them when n >= n_total)
+                   seed:int=0    # seed of the draw
+                  )->Tensor:     # sorted indices (CPU, int64)
+    "The seeded random subset of `n` of `n_total` samples, in their original order: lbsharp's one meaning of subset."
+    if n < 1: raise ValueError(f"subset={n} must be >= 1 (or None for all the samples)")
+    if n >= n_total: return torch.arange(n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
 # %% ../nbs/00_data.ipynb #692ad26d
 @patch
 def subset(self:Dataset,
@@ -92,7 +102,7 @@ def subset(self:Dataset,
         if n is None: return X, Y
         if not 0 <= n <= len(X):
             raise ValueError(f"n_{split}={n} but {self.name} has {len(X)} {split} samples; pass 0 <= n_{split} <= {len(X)}, or None for all")
-        i = torch.randperm(len(X), generator=torch.Generator().manual_seed(s))[:n].sort().values.to(X.device)
+        i = subset_indices(len(X), n, s).to(X.device) if n else torch.zeros(0, dtype=torch.long, device=X.device)
         return X[i], Y[i]
     Xtr, Ytr = pick(self.Xtr, self.Ytr, n_train, 'train', seed)
     Xte, Yte = pick(self.Xte, self.Yte, n_test, 'test', seed + 1)

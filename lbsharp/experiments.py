@@ -9,17 +9,17 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, torch
 import lbsharp
-from .data import load, Dataset
+from .data import load, Dataset, subset_indices
 from .networks import build, NETWORKS
-from .training import evaluate, progress
+from .training import evaluate, progress, progress_jobs
 
 # %% auto #0
 __all__ = ['PAPER', 'PRESETS', 'FORMAT', 'DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'PROTOCOLS',
            'Experiment', 'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset', 'write_json', 'read_json',
-           'environment', 'load_data', 'save_model', 'load_model', 'measure', 'run_one', 'run', 'load_runs',
-           'summarize', 'pm', 'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric',
-           'plot_batch_sweep', 'warmstart', 'trajectory', 'plot_warmstart', 'plot_trajectory', 'rule_text', 'report',
-           'export_results']
+           'environment', 'load_data', 'save_model', 'load_model', 'sharp_kwargs', 'measure', 'run_one', 'run',
+           'load_runs', 'summarize', 'pm', 'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars',
+           'plot_parametric', 'plot_batch_sweep', 'warmstart', 'trajectory', 'plot_warmstart', 'plot_trajectory',
+           'rule_text', 'report', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #03a73b8e
 PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mean, std)
@@ -88,13 +88,26 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 def exp_from_dict(d:dict,            # e.g. the content of `experiment.json`
                   where:str='config' # named in errors
                  )->Experiment:
-    "Rebuild an `Experiment` from a dict, refusing unknown keys."
+    "Rebuild an `Experiment` from a dict, refusing unknown keys and values of the wrong type."
     bad = sorted(set(d) - set(_FIELDS))
     if bad: raise ValueError(f"{where}: unknown experiment field(s) {bad}; known fields: {sorted(_FIELDS)}")
     d = dict(d)
-    for k in ('eps', 'landscape_trials', 'remedy_regimes'):
-        if k in d: d[k] = tuple(d[k])
+    for k in ('eps', 'landscape_trials', 'remedy_regimes'):   # a scalar where a tuple is expected: eps=0.001 -> (0.001,)
+        if k in d: d[k] = tuple(d[k]) if isinstance(d[k], (list, tuple)) else (d[k],)
+    for k, v in d.items(): _check_type(k, v, where)
     return Experiment(**d)
+
+_TYPES = {'str': str, 'int': int, 'float': (int, float), 'dict': dict, 'tuple': tuple, 'bool': bool, 'None': type(None)}
+def _check_type(k, v, where):
+    ann = str(_FIELDS[k].type).replace(' ', '')
+    kinds = [_TYPES[a] for a in ann.split('|') if a in _TYPES]
+    items = {'eps': (int, float), 'landscape_trials': int, 'remedy_regimes': str}.get(k)
+    if items and isinstance(v, tuple) and not all(isinstance(x, items) and not isinstance(x, bool) for x in v):
+        raise ValueError(f"{where}: {k}={list(v)!r} must hold {getattr(items, '__name__', 'number')}s (e.g. {k}={json.dumps(list(getattr(_FIELDS[k], 'default', ())))})")
+    if kinds and not any(isinstance(v, t) and (t is bool or not isinstance(v, bool)) for t in kinds):
+        f = _FIELDS[k]
+        eg = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        raise ValueError(f"{where}: {k}={v!r} must be of type {ann} (e.g. {k}={json.dumps(eg, default=list)})")
 
 def exp_to_dict(e:Experiment)->dict:
     "The JSON-able form of an experiment."
@@ -246,11 +259,18 @@ def load_model(path:str|Path, device='cpu')->torch.nn.Module:
 
 # %% ../nbs/05_experiments.ipynb #eabb9e3c
 def _sharp_data(exp:Experiment, data:Dataset):
-    "The training samples that define f for sharpness: all, or a fixed seeded subset."
-    if exp.sharp_subset is None or exp.sharp_subset >= len(data.Xtr): return data.Xtr, data.Ytr
-    i = torch.randperm(len(data.Xtr), generator=torch.Generator().manual_seed(0))[:exp.sharp_subset].sort().values
+    "The training samples that define f for sharpness: all, or `subset_indices(n, sharp_subset)` (lbsharp's one subset)."
+    if exp.sharp_subset is None: return data.Xtr, data.Ytr
+    i = subset_indices(len(data.Xtr), exp.sharp_subset)
     i = i.to(data.Xtr.device)
     return data.Xtr[i], data.Ytr[i]
+
+def sharp_kwargs(exp:Experiment, eps:float, p:int|None=None)->dict:
+    "The options of `sharpness` for one measurement of `exp` (also used by `lbsharp sharpness` to remeasure a run)."
+    kw = dict(eps=eps, iters=exp.sharp_iters, chunk=exp.chunk)
+    if p: kw.update(p=p, dist=exp.A_dist, seed=exp.A_seed)
+    if exp.sharp_solver: kw['solver'] = exp.sharp_solver
+    return kw
 
 def measure(exp:Experiment, model, X, Y, d:Path|None=None)->list:
     "Every sharpness measurement of `exp` on `model` (each ε, full space and p-dim subspace), stored one by one in `d`."
@@ -261,10 +281,7 @@ def measure(exp:Experiment, model, X, Y, d:Path|None=None)->list:
         for eps in exp.eps:
             f = d/f'sharpness-{space}-{eps:g}.json' if d is not None else None
             if f is not None and f.exists(): out.append(read_json(f, 'sharpness')['result']); continue
-            kw = dict(eps=eps, iters=exp.sharp_iters, chunk=exp.chunk)
-            if p: kw.update(p=p, dist=exp.A_dist, seed=exp.A_seed)
-            if exp.sharp_solver: kw['solver'] = exp.sharp_solver
-            r = sharpness(model, (X, Y), **kw).to_dict()
+            r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, p)).to_dict()
             r['subset'] = exp.sharp_subset
             if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r, environment=environment(exp.device)))
             out.append(r)
@@ -341,7 +358,7 @@ def run(exp:Experiment,         # what to run
     if exp.protocol != 'pairs': return PROTOCOLS[exp.protocol](exp, out, quiet=quiet)
     out = Path(out); _claim(out, exp)
     data = load_data(exp)
-    for t in progress(range(exp.trials), quiet=quiet, comment='trials'):
+    for t in progress_jobs(range(exp.trials), quiet=quiet, label='trial'):
         x0, sb_hist = _x0(exp, t), None
         for regime in exp.regimes:
             d = out/f'trial{t}-{regime}'
@@ -529,7 +546,7 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
         if not (d_sb/'result.json').exists():
             run_one(_one_measure(exp), data, x0, t, 'SB', d_sb, quiet=quiet, keep_checkpoints=True)
         cks = checkpoints(d_sb/'checkpoints')
-        for k in progress(range(exp.every, exp.epochs + 1, exp.every), quiet=quiet, comment='warm starts'):
+        for k in progress_jobs(range(exp.every, exp.epochs + 1, exp.every), quiet=quiet, label=f'trial {t}: warm start'):
             d = out/f'trial{t}-warm{k:04d}'
             if (d/'result.json').exists(): continue
             model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
@@ -555,7 +572,7 @@ def trajectory(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
             f = d/'trajectory.json'
             if f.exists(): continue
             pts = []
-            for ck_path in progress(checkpoints(d/'checkpoints')[::exp.every], quiet=quiet, comment=f'{regime} trajectory'):
+            for ck_path in progress_jobs(checkpoints(d/'checkpoints')[::exp.every], quiet=quiet, label=f'trial {t}: {regime} checkpoint'):
                 model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
                 ck = load_checkpoint(ck_path, model)
                 row = ck['history']['log'][-1]

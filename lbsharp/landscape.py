@@ -118,7 +118,7 @@ def _sweep(model, splits, points, set_point, chunk, quiet, loss_fn=F.cross_entro
     "Evaluate `model` on `splits` at each of `points` (placed by `set_point`), then restore it."
     out = {s: dict(loss=[], acc=[]) for s, _, _ in splits}
     with preserved(model):
-        for pt in progress(points, quiet=quiet):
+        for pt in progress(points, quiet=quiet, label='landscape points'):
             set_point(pt)
             for s, X, Y in splits:
                 r = evaluate(model, X, Y, chunk=chunk, loss_fn=loss_fn)

@@ -54,7 +54,7 @@ def in_order(loader:DataLoader, # a DataLoader, possibly shuffling
 # %% ../nbs/03a_measure.ipynb #2b953247
 def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Dataset, or a DataLoader (any order)
                model:nn.Module,       # the model: X and Y go to its device, float inputs to its dtype
-               subset:int|None=None,  # keep the first `subset` samples (None: all)
+               subset:int|None=None,  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
                batch_size:int=256     # batch size for reading a torch Dataset
               )->tuple[Tensor, Tensor]: # (X, Y) defining f, on the model's device
     "The training inputs and labels that define f, read once from any of the accepted data forms."
@@ -158,7 +158,7 @@ def sharpness(model:nn.Module,        # classifier returning logits, measured at
               loss_fn=None,           # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
               bn:str='model',         # BatchNorm behaviour, see `BN_MODES`
               chunk:int=5000,         # evaluation chunk
-              subset:int|None=None,   # the first `subset` samples only (None: all)
+              subset:int|None=None,   # seeded random subset of this many samples (`subset_indices`; None: all)
               **kwargs                # passed to `lbsharp.sharpness.sharpness` (iters, solver, dist, seed, f_init, probe, dense)
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of any classifier on data in any form, in an explicit evaluation mode."
@@ -200,7 +200,7 @@ def hessian_spectrum(model:nn.Module,      # classifier returning logits (its we
                      loss_fn=None,         # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
                      bn:str='model',       # BatchNorm behaviour, see `BN_MODES`
                      chunk:int=5000,       # evaluation chunk
-                     subset:int|None=None, # the first `subset` samples only (None: all)
+                     subset:int|None=None, # seeded random subset of this many samples (`subset_indices`; None: all)
                      seed:int=0,           # seed of the Lanczos start and of the probes
                      max_products:int=300  # cap on products for the eigenvalues
                     )->Spectrum:
@@ -227,7 +227,7 @@ def landscape(model:nn.Module,       # network at the centre x (evaluated in pla
               loss_fn=None,          # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
               bn:str='model',        # BatchNorm behaviour, see `BN_MODES`
               chunk:int=5000,        # evaluation chunk
-              subset:int|None=None,  # the first `subset` training samples only (None: all)
+              subset:int|None=None,  # seeded random subset of this many training samples (`subset_indices`; None: all)
               check:bool=True,       # run `probe` (two evaluations) first
               quiet:bool=False,      # hide the progress bar
               meta:dict|None=None    # extra information recorded in `settings` (a title, ...)

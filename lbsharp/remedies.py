@@ -14,7 +14,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
-from .training import (train, init_model, evaluate, plain_step, make_optimizer, resolve_batch, progress,
+from .training import (train, init_model, evaluate, plain_step, make_optimizer, resolve_batch, progress, progress_jobs,
                               History, SB, LB)
 from .networks import NetTable
 
@@ -526,7 +526,7 @@ def run_remedies(data,                       # training/test data (Dataset)
     jobs += [(t, r, reg) for t in range(trials) for r in remedies if r != 'none' for reg in REMEDIES[r].regimes]
     jobs.sort(key=lambda j: j[0])
     sb_hist = {}
-    for t, name, reg in progress(jobs, quiet=quiet):
+    for t, name, reg in progress_jobs(jobs, quiet=quiet, label='run'):
         s = seed + t
         if (name, reg, t) in done:
             if (name, reg) == ('none', 'SB'): sb_hist[t] = [r for r in res['rows'] if (r['remedy'], r['regime'], r['trial']) == (name, reg, t)][0]['curve']
@@ -538,7 +538,7 @@ def run_remedies(data,                       # training/test data (Dataset)
             kw.update(train_kwargs(name, data, B, sb_history=hist, **options.get(name, {})))
         model = init_model(network, s)
         x0 = parameters_to_vector(model.parameters()).detach().clone()
-        h = train(model, data, batch=B, seed=s, quiet=True, **kw)
+        h = train(model, data, batch=B, seed=s, quiet=quiet, **kw)
         row = dict(remedy=name, regime=reg, trial=t, seed=s, batch=B, options=options.get(name, {}),
                    hooks={k: repr(v) for k, v in kw.items()}, epochs=h.final['epoch'], updates=h.final['updates'],
                    **{k: h.final[k] for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc')},
@@ -684,12 +684,12 @@ def batch_sweep(data,                        # Dataset
     ns = dict(b_small=b_small, n_batches=n_batches)
     res = dict(meta=dict(network=network, data=data.meta, epochs=epochs, seed=seed, eps=eps, p=p, **ns),
                x0=noise_scale(init_model(network, seed), data, **ns), rows=[])
-    for B in progress(batches, quiet=quiet):
+    for B in progress_jobs(batches, quiet=quiet, label='batch size'):
         m = init_model(network, seed)
         h1 = train(m, data, batch=B, epochs=1, seed=seed, quiet=True)
         early = noise_scale(m, data, **ns)
         m = init_model(network, seed)
-        h = train(m, data, batch=B, epochs=epochs, seed=seed, quiet=True)
+        h = train(m, data, batch=B, epochs=epochs, seed=seed, quiet=quiet)
         res['rows'].append(dict(batch=B, updates=h.final['updates'], test_acc=h.final['test_acc'], train_loss=h.final['train_loss'],
                                 epoch1=early, final=noise_scale(m, data, **ns), sharpness=measure_sharpness(m, data, eps, p)))
     return res

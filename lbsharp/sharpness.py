@@ -13,7 +13,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from fastcore.basics import patch
 from scipy.optimize import minimize, Bounds
 from scipy.sparse.linalg import LinearOperator, eigsh
-from .training import evaluate
+from .training import evaluate, progress
+from .data import subset_indices
 
 # %% auto #0
 __all__ = ['FAST_LBFGSB', 'SOLVERS', 'box_bounds', 'Subspace', 'lbfgsb', 'Sharpness', 'box_sharpness', 'trainable_params',
@@ -239,12 +240,14 @@ def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat paramet
         gy = g if A is None else A.rmv(g)
         return -s*f, (-s*gy).double().cpu().numpy()
     y0 = np.zeros(len(b))
-    def on_iter(k): it[0] = k
+    bar = progress(range(int(iters)), label=f"φ {'full' if A is None else f'subspace p={A.p}'} ε={eps:g}, L-BFGS-B").start()
+    def on_iter(k): it[0] = k; bar.step(); bar.comment = f"φ so far {100*(best['f'] - trace[0][1])/(1 + trace[0][1]):.4g}"
     try:
         if solver == 'sign': y0 = -np.sign(fun(y0)[1])*b     # fun returns the gradient of -s·f
         nit, msg = lbfgsb(fun, y0, -b, b, int(iters), on_iter=on_iter)
     except _Stalled:
         nit, msg = it[0], f"STOP: f did not rise beyond rounding ({x.dtype}) in {stall} evaluations (line search at the noise floor)"
+    finally: bar.close()
     f0, fmax, yb = trace[0][1], best['f'], best['y']
     at = None
     if A is None and (b > 0).any(): at = float(np.mean(np.abs(yb[b > 0]) >= b[b > 0]*(1 - 1e-9)))
@@ -264,7 +267,7 @@ def trainable_params(model:nn.Module)->list:  # parameters with requires_grad, i
 
 def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (train split) or an in-order DataLoader
                   model:nn.Module,      # the model (device and dtype follow it)
-                  subset:int|None=None  # keep the first `subset` samples (None: all)
+                  subset:int|None=None  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
                  )->tuple[Tensor, Tensor]:
     "The training inputs and labels that define f, on the model's device."
     if hasattr(data, 'Xtr') and hasattr(data, 'Ytr'): X, Y = data.Xtr, data.Ytr
@@ -282,8 +285,8 @@ def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (
     elif isinstance(data, (tuple, list)) and len(data) == 2: X, Y = data
     else: raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset or a DataLoader, not {type(data).__name__}")
     if subset is not None:
-        if subset < 1: raise ValueError(f"subset={subset} must be >= 1 (or None for all the training data)")
-        X, Y = X[:subset], Y[:subset]
+        i = subset_indices(len(X), subset)
+        X, Y = X[i.to(X.device)], Y[i.to(Y.device)]
     if len(X) == 0: raise ValueError("empty data set (0 samples): sharpness needs the training data")
     if len(X) != len(Y): raise ValueError(f"X has {len(X)} samples but Y has {len(Y)}; they must match")
     p = next(model.parameters())
@@ -308,7 +311,7 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
               seed:int=0,            # subspace: seed of A
               adaptive:bool=False,   # box ε|x_i| (scale-invariant) instead of ε(|x_i|+1)
               chunk:int=5000,        # evaluation chunk (part of f's definition with BatchNorm in batch mode)
-              subset:int|None=None,  # f on the first `subset` training samples only (None: all, the paper's f)
+              subset:int|None=None,  # f on a seeded random subset of this many training samples (`subset_indices`; None: all, the paper's f)
               f_init:float|None=None,# f at training's initial point x0: adds the variant 100·(fmax-f)/(f(x0)-f)
               loss_fn=F.cross_entropy, # loss with a `reduction` argument
               probe:bool=True,       # re-evaluate f at the end; warn if it changed (non-determinism)
@@ -371,7 +374,7 @@ class Hessian:
                  model:nn.Module,          # classifier returning logits (its weights are not changed)
                  data,                     # training data: (X, Y), an lbsharp Dataset, or an in-order DataLoader
                  chunk:int=5000,           # evaluation chunk (as for `sharpness`)
-                 subset:int|None=None,     # first `subset` training samples only (None: all)
+                 subset:int|None=None,     # seeded random subset of the training samples (`subset_indices`; None: all)
                  loss_fn=F.cross_entropy,  # loss with a `reduction` argument
                  probe:bool=True,          # check at once that the network is deterministic in eval mode
                  retain:bool|None=None):   # keep every chunk's gradient graph (faster products, more memory); None: if one chunk
@@ -462,7 +465,7 @@ def eigenvalues(self:Hessian,
     first = getattr(self, '_first', None)
     reuse = first is not None and first[:2] == (seed, self._weights_id())
     Q, al, be, prev = [self.start(seed)], [], [], None
-    for j in range(min(max_products, self.n)):
+    for j in progress(range(min(max_products, self.n)), label=f'Lanczos, top {k} (at most {min(max_products, self.n)} products)'):
         w = first[2].clone() if (j == 0 and reuse) else self.mv(Q[-1])
         al.append(float(Q[-1] @ w))
         Qm = torch.stack(Q)
@@ -488,7 +491,7 @@ def trace(self:Hessian,
     if samples < 2: raise ValueError(f"samples={samples} must be >= 2 to give a standard error")
     gen, q = torch.Generator().manual_seed(seed), self.params[0]
     t = []
-    for _ in range(samples):
+    for _ in progress(range(samples), label='Hutchinson probes'):
         v = (2*torch.randint(0, 2, (self.n,), generator=gen) - 1).to(q.device, q.dtype)
         t.append(float(v @ self.mv(v)))
     t = np.array(t)

@@ -4,19 +4,19 @@
 
 # %% ../nbs/02_training.ipynb #0388be61
 from __future__ import annotations
-import math, os, time, json, inspect, tempfile, re
+import math, os, sys, time, json, inspect, tempfile, re, shutil
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastcore.script import call_parse
-from fastprogress.fastprogress import progress_bar
+from fastprogress.fastprogress import progress_bar, master_bar, ConsoleProgressBar
 
 # %% auto #0
-__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'chunk_slices', 'Eval', 'evaluate', 'progress', 'resolve_batch',
-           'init_model', 'make_optimizer', 'plain_step', 'History', 'stalled', 'checkpoints', 'save_checkpoint',
-           'load_checkpoint', 'dist_info', 'train', 'parse_batch', 'main']
+__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'chunk_slices', 'Eval', 'evaluate', 'Progress', 'progress',
+           'progress_jobs', 'resolve_batch', 'init_model', 'make_optimizer', 'plain_step', 'History', 'stalled',
+           'checkpoints', 'save_checkpoint', 'load_checkpoint', 'dist_info', 'train', 'parse_batch', 'main']
 
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
@@ -65,19 +65,93 @@ def evaluate(model:nn.Module,        # classifier returning logits
     return Eval(tot.item(), correct.item()/n, n)
 
 # %% ../nbs/02_training.ipynb #bb19b439
-class _Silent:
-    "Iterator with the part of a progress bar's interface that callers use."
-    def __init__(self, it, **kw): self.it, self.comment = it, ''
-    def __iter__(self): return iter(self.it)
-    def __len__(self): return len(self.it)
+_OPEN = []  # the open `progress_jobs` masters, innermost last: a `progress` bar opened inside one becomes its child
 
-def progress(it,              # iterable to wrap
-             quiet:bool=False, # hide the bar (it is also hidden when env `LBSHARP_QUIET=1`)
-             **kw              # passed to `fastprogress.progress_bar` (e.g. `total`, `comment`, `leave`)
-            ):
-    "A fastprogress bar over `it`, or a silent iterator when `quiet` or `LBSHARP_QUIET=1`."
-    if quiet or os.environ.get('LBSHARP_QUIET', '0') not in ('', '0'): return _Silent(it, **kw)
-    return progress_bar(it, **kw)
+def _quiet(quiet:bool)->bool: return bool(quiet) or os.environ.get('LBSHARP_QUIET', '0') not in ('', '0')
+def _console()->bool: return progress_bar is ConsoleProgressBar    # fastprogress picked its terminal bars (not a notebook)
+def _shown()->bool:
+    "Whether a bar can be seen: in a notebook, or when stdout is a terminal (not a pipe or a log file)."
+    return not _console() or getattr(sys.stdout, 'isatty', lambda: False)()
+def _clear_line(): print('\r' + ' '*(shutil.get_terminal_size((100, 40)).columns - 1) + '\r', end='', flush=True)
+
+class Progress:
+    "An iterable with a fastprogress bar: alone, or the child of the open `progress_jobs` bar; `comment` shows beside it."
+    def __init__(self, it, label:str='', comment:str='', total:int|None=None, quiet:bool=False):
+        self.it, self.label, self.total, self.quiet, self._comment = it, label, total, quiet, comment
+        self.bar, self._gen, self._prefixed = None, None, False
+    def __len__(self): return len(self.it) if self.total is None else self.total
+    def __repr__(self): return f"Progress({self.label!r}, {len(self)} steps{', quiet' if _quiet(self.quiet) else ''})"
+    @property
+    def comment(self)->str: return self._comment
+    @comment.setter
+    def comment(self, s:str):
+        self._comment = s
+        if self.bar is not None: self.bar.comment = s if self._prefixed else ' · '.join(x for x in (self.label, s) if x)
+
+    def __iter__(self):
+        parent = _OPEN[-1] if _OPEN else None
+        if _quiet(self.quiet) or not _shown() or (parent is not None and (parent.mb is None or parent.busy)):
+            yield from self.it; return
+        if parent is not None: parent.busy = True
+        try:
+            self.bar = progress_bar(self.it, total=self.total, parent=None if parent is None else parent.mb)
+            if isinstance(getattr(self.bar, 'prefix', None), str):   # console bar: label it (a child's default is 'Epoch k/N :')
+                self.bar.prefix, self._prefixed = (self.label if parent is None else parent.prefix(self.label)), True
+            self.comment = self._comment
+            yield from self.bar
+        finally:
+            self.bar = None
+            if parent is not None: parent.busy = False
+            if _console(): _clear_line() if parent is not None else print(flush=True)  # end the line, whatever the version does
+
+    def start(self)->Progress:
+        "Show the bar at 0, for loops driven by callbacks (then `step` once per step, `close` at the end)."
+        if self._gen is None: self._gen = iter(self); next(self._gen, None)
+        return self
+    def step(self):
+        "Advance the bar by one step."
+        self.start(); next(self._gen, None)
+    def close(self):
+        "Finish a bar driven by `step` (it keeps the count it reached)."
+        if self._gen is not None: self._gen.close(); self._gen = None
+
+def progress(it,                  # iterable to wrap
+             quiet:bool=False,    # hide the bar (it is also hidden under env `LBSHARP_QUIET=1` and inside a quiet `progress_jobs`)
+             label:str='',        # what is counted, e.g. 'epochs (batch 256)'
+             comment:str='',      # initial text beside the bar (callers update `.comment`)
+             total:int|None=None  # number of steps when `it` has no length
+            )->Progress:
+    "A fastprogress bar over `it`: the child of the open `progress_jobs` bar if any; silent when `quiet`."
+    return Progress(it, label, comment, total, quiet)
+
+# %% ../nbs/02_training.ipynb #c4a1e7d2
+class _Jobs:
+    "A master bar over jobs: `progress` bars opened during a job become its child."
+    def __init__(self, it, label, quiet, total):
+        self.it, self.label, self.quiet, self.n = it, label, quiet, len(it) if total is None else total
+        self.mb, self.busy, self.i = None, False, 0
+    def __len__(self): return self.n
+    def prefix(self, child:str)->str: return f"{self.label} {self.i+1}/{self.n}" + (f" · {child}" if child else '')
+    def __iter__(self):
+        loud = not _quiet(self.quiet)
+        self.mb = master_bar(self.it, total=self.n) if loud and _shown() else None
+        _OPEN.append(self)
+        try:
+            for self.i, x in enumerate(self.it if self.mb is None else self.mb):
+                t0 = time.time()
+                if self.mb is not None: self.mb.main_bar.comment = self.prefix('')
+                elif loud: print(f"{self.prefix('')} ...", flush=True)   # a pipe or a log file: one line per job
+                yield x
+                if self.mb is not None: self.mb.write(f"{self.prefix('')} done in {time.time() - t0:.0f} s")
+        finally: _OPEN.remove(self)
+
+def progress_jobs(it,                  # the jobs (trials, runs, warm starts...)
+                  quiet:bool=False,    # silence this bar and every bar opened inside it
+                  label:str='job',     # what one job is, e.g. 'trial'
+                  total:int|None=None  # number of jobs when `it` has no length
+                 ):
+    "A master bar over jobs; bars opened during a job are its child (inside another master: a child bar itself)."
+    return Progress(it, label, '', total, quiet) if _OPEN else _Jobs(it, label, quiet, total)
 
 # %% ../nbs/02_training.ipynb #353bdf0d
 SB, LB = 256, 0.1  # the paper's small batch (samples) and large batch (fraction of the training set)
@@ -426,7 +500,7 @@ def train(model:nn.Module,        # network returning logits, trained in place (
             hist = History(config, [dict(epoch=0, updates=0, batch=None, lr=None, batch_loss=None, **metrics(), seconds=0.)])
             _checkpoint(checkpoint_dir, 0, model, opt, gen, hist, rank, world, dev, keep)
         updates = hist.final['updates']
-        pb = progress(range(hist.final['epoch']+1, (epochs or max_epochs)+1), quiet=quiet or rank != 0)
+        pb = progress(range(hist.final['epoch']+1, (epochs or max_epochs)+1), quiet=quiet or rank != 0, label=f'epochs (batch {B})')
         for epoch in pb:
             if batch_schedule is not None: B = resolve_batch(batch_schedule(epoch), n); _check_batch(B, n, world, bn)
             t0, u0, losses, sizes = time.perf_counter(), updates, [], []

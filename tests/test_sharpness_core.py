@@ -34,6 +34,7 @@ def quad(h, c, c0=0.3):
 
 @pytest.mark.parametrize('solver', list(S.SOLVERS))
 def test_fast_driver_equals_scipy_minimize(monkeypatch, solver):
+    if not S._fast_ok(): pytest.skip("this SciPy lacks the setulb signature the fast driver needs: only minimize runs here")
     torch.manual_seed(1)
     n = 60
     x = torch.randn(n, dtype=torch.float64); h = torch.randn(n, dtype=torch.float64)*3; c = x + 1e-2*torch.randn(n, dtype=torch.float64)
@@ -41,7 +42,6 @@ def test_fast_driver_equals_scipy_minimize(monkeypatch, solver):
     for fast in (True, False):
         monkeypatch.setattr(S, 'FAST_LBFGSB', fast)
         runs.append(box_sharpness(quad(h, c), x, 1e-2, iters=8, solver=solver, n_data=50))
-    assert S._fast_ok() or not runs[0]                       # the fast path exists in this SciPy (else both are minimize)
     assert runs[0].trace == runs[1].trace and runs[0].iterations == runs[1].iterations
     assert torch.equal(runs[0].y, runs[1].y)
 

@@ -1,0 +1,56 @@
+"""The CLI as a user meets it: the console script in a pseudo-terminal with bars on, and `lbsharp sharpness`
+remeasuring a finished run on the run's own f."""
+import json, os, sys
+from pathlib import Path
+import pytest
+sys.path.insert(0, str(Path(__file__).parent))
+from _terminal import run_in_pty, screen
+from lbsharp.cli import main, _parser, _sharpness
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ['--set', 'trials=1', '--set', 'epochs=2', '--set', 'data_kw={"n_samples": 1000}', '--set', 'eps=0.001',
+        '--set', 'p=5', '--set', 'sharp_iters=2', '--set', 'alphas=3']
+
+def _lbsharp():
+    exe = Path(sys.executable).parent/'lbsharp'      # the console script pip installed, as the README runs it
+    return [str(exe)] if exe.exists() else [sys.executable, '-c', 'import sys; from lbsharp.cli import main; sys.exit(main())']
+
+def test_run_in_a_terminal_with_bars(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != 'LBSHARP_QUIET'}
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    rc, raw = run_in_pty(_lbsharp() + ['run', 'quick', '--out', str(tmp_path/'r')] + TINY, env)
+    lines = screen(raw)
+    assert rc == 0, raw[-3000:]
+    assert 'Traceback' not in raw and 'error' not in raw.lower(), raw[-3000:]
+    assert 'trial 1/1 · epochs (batch 256) |' in raw and 'trial 1/1 · epochs (batch 80) |' in raw, raw[-3000:]  # SB, LB children
+    assert 'trial 1/1 · φ full ε=0.001' in raw and 'trial 1/1 · landscape points |' in raw, raw[-3000:]
+    assert any(l.startswith('trial 1/1 done in') for l in lines), lines
+    for t in ('Table 2', 'Table 3', 'Table 4'): assert t in lines, lines
+    heads = [l for l in lines if l.startswith('| network |')]
+    assert len(heads) == 3 and 'ε=0.001 SB' in heads[1], heads
+    assert any(l.startswith('Report:') for l in lines) and (tmp_path/'r'/'report.md').exists()
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp('quick')/'r'
+    assert main(['run', 'quick', '--out', str(out), '--quiet', '--set', 'sharp_subset=300', '--set', 'landscape_trials=[]'] + TINY) == 0
+    return out
+
+@pytest.mark.parametrize('space', ['full', 'subspace'])
+def test_sharpness_command_remeasures_the_stored_phi(finished, space, capsys):
+    stored = json.loads((finished/'trial0-LB'/f'sharpness-{space}-0.001.json').read_text())['result']
+    args = [str(finished/'trial0-LB'/'model.pt')] + (['--p', '5'] if space == 'subspace' else [])
+    r = _sharpness(_parser().parse_args(['sharpness'] + args))
+    out = capsys.readouterr().out
+    assert '300 of 800 samples' in out and 'MNIST-1D' in out and "{'n_samples': 1000}" in out and 'experiment.json' in out, out
+    assert (r.n_samples, r.subset, r.iters, r.eps) == (stored['n_samples'], 300, 2, 0.001)
+    assert abs(r.phi - stored['phi']) <= 1e-6*abs(stored['phi']), (r.phi, stored['phi'])
+
+def test_sharpness_subset_all_overrides_the_run(finished, capsys):
+    r = _sharpness(_parser().parse_args(['sharpness', str(finished/'trial0-SB'/'model.pt'), '--subset', 'all']))
+    assert r.n_samples == 800 and r.subset is None and '800 of 800 samples' in capsys.readouterr().out
+
+def test_programming_errors_keep_their_traceback(monkeypatch, finished):
+    import lbsharp.cli as cli
+    monkeypatch.setattr(cli, 'report', lambda *a: {}['no such key'])
+    with pytest.raises(KeyError): main(['report', str(finished)])

@@ -1,0 +1,32 @@
+"""Both L-BFGS-B paths give the same measurement: SciPy's private `setulb` driven directly (`FAST_LBFGSB`, used only
+when its signature matches the one the driver was written for) and the public `scipy.optimize.minimize`."""
+import pytest, torch, torch.nn as nn
+import lbsharp.sharpness as S
+
+def _model_and_data():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    X = torch.randn(200, 8, dtype=torch.float64); Y = torch.randint(0, 3, (200,))
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    for _ in range(200):
+        opt.zero_grad(); nn.functional.cross_entropy(m(X), Y).backward(); opt.step()
+    return m, (X, Y)
+
+@pytest.mark.parametrize('p', [None, 4])
+def test_private_and_public_lbfgsb_give_the_same_phi(monkeypatch, p):
+    if not S._fast_ok(): pytest.skip(f"this SciPy has no setulb with the expected signature: only the public path runs here")
+    m, data = _model_and_data()
+    r = {}
+    for fast in (True, False):
+        monkeypatch.setattr(S, 'FAST_LBFGSB', fast)
+        r[fast] = S.sharpness(m, data, eps=1e-3, p=p, iters=6)
+    assert r[True].iterations == r[False].iterations and r[True].message == r[False].message
+    assert [f for _, f in r[True].trace] == [f for _, f in r[False].trace]     # the same iterates, evaluation by evaluation
+    assert r[True].phi == r[False].phi > 0
+
+def test_public_path_alone(monkeypatch):
+    "What runs on a SciPy without the private driver: a positive phi within the asked iterations."
+    monkeypatch.setattr(S, 'FAST_LBFGSB', False)
+    m, data = _model_and_data()
+    r = S.sharpness(m, data, eps=1e-3, p=4, iters=3)
+    assert 1 <= r.iterations <= 3 and r.phi > 0
