@@ -87,7 +87,7 @@ def _parser()->argparse.ArgumentParser:
     sh.add_argument('--p', type=int, default=0, help="random-subspace dimension (default 0: full space; the paper uses 100)")
     sh.add_argument('--A-seed', type=int, default=0, help="seed of the random subspace matrix A")
     sh.add_argument('--iters', type=int, default=10, help="L-BFGS-B iterations (default 10, the paper's)")
-    sh.add_argument('--solver', choices=['sum', 'mean', 'sign'], help="L-BFGS-B setting (default 'sum'; 'mean' is the paper's literal reading; see the sharpness notebook)")
+    sh.add_argument('--solver', choices=['scaled', 'mean', 'sum', 'sign'], help="L-BFGS-B setting (default 'scaled': invariant to the loss's scale; 'mean' is the paper's literal reading; see the sharpness notebook)")
     sh.add_argument('--subset', type=int, help="use this many training samples to define f (default: all)")
     sh.add_argument('--chunk', type=int, default=5000, help="evaluation chunk (default 5000; defines f with BatchNorm in batch mode)")
     sh.add_argument('--device', default='cpu', help="cpu or cuda")
