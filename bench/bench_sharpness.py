@@ -42,7 +42,7 @@ def bench_overhead(model, data, repeats):
     print(f"\n[1] sharpness overhead  (n = {sum(p.numel() for p in model.parameters())} parameters, "
           f"M = {len(X)} samples, one f+g pass = {t_fg*1e3:.1f} ms, median of {repeats})")
     rows = []
-    for kw in (dict(), dict(solver='mean'), dict(solver='sign'), dict(p=100)):
+    for kw in (dict(), dict(solver='mean'), dict(solver='sum'), dict(solver='sign'), dict(p=100)):
         t, r = median_time(lambda: sharpness(model, data, 1e-3, **kw), repeats)
         ratio = t/(r.evaluations*t_fg)
         extra = ''
@@ -51,7 +51,7 @@ def bench_overhead(model, data, repeats):
             t_set, _ = median_time(lambda: Subspace(len(x), kw['p']).pinv(x), repeats)
             extra = f"; setup (A, A^+x) {t_set:.2f} s, ratio without it {(t - t_set)/(r.evaluations*t_fg):5.3f}"
         else: rows.append(ratio)
-        print(f"    {str(kw or dict(solver='sum')):17s} evaluations {r.evaluations:3d}  wall {t:6.2f} s  "
+        print(f"    {str(kw or dict(solver='scaled')):17s} evaluations {r.evaluations:3d}  wall {t:6.2f} s  "
               f"ratio {ratio:5.3f} (target <= 1.15)  phi={r.phi:.4g}{extra}")
     return rows
 

@@ -123,7 +123,7 @@ def _parser()->argparse.ArgumentParser:
     sh.add_argument('--p', type=int, default=0, help="random-subspace dimension (default 0: full space; the paper uses 100)")
     sh.add_argument('--A-seed', type=int, help="seed of the random subspace matrix A (default: the run's, else 0)")
     sh.add_argument('--iters', type=int, help="L-BFGS-B iterations (default: the run's, else 10, the paper's)")
-    sh.add_argument('--solver', help="L-BFGS-B setting (default: the run's, else the sharpness module's default; see the sharpness notebook)")
+    sh.add_argument('--solver', choices=['scaled', 'mean', 'sum', 'sign'], help="L-BFGS-B setting (default: the run's, else 'scaled', invariant to the loss's scale; 'mean' is the paper's literal reading; see the sharpness notebook)")
     sh.add_argument('--subset', type=_subset_arg, help="f on lbsharp's seeded random subset of this many training samples "
                     "(lbsharp.data.subset_indices, the same as the library's subset= and the experiments' sharp_subset); "
                     "'all' for every sample (default: the run's sharp_subset, else all)")

@@ -17,8 +17,8 @@ from .training import evaluate, progress
 from .data import subset_indices
 
 # %% auto #0
-__all__ = ['FAST_LBFGSB', 'SOLVERS', 'box_bounds', 'Subspace', 'lbfgsb', 'Sharpness', 'box_sharpness', 'trainable_params',
-           'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'Hessian']
+__all__ = ['FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'Subspace', 'lbfgsb', 'Sharpness', 'box_sharpness',
+           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'Hessian']
 
 # %% ../nbs/03_sharpness.ipynb #9aad361d
 def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace)
@@ -164,19 +164,25 @@ class Sharpness:
     chunk:int|None=None        # evaluation chunk
     mode:str|None=None         # evaluation mode of the network
     loss:str|None=None         # loss function
-    trace:list=field(default_factory=list, repr=False)  # [(iteration, f)] for every evaluation
+    scale:float=1.             # s: the solver minimised -s·f (see `SOLVERS`)
+    lbfgsb:str=''              # L-BFGS-B path that ran: 'setulb' (SciPy's routine driven directly) or 'minimize'
+    starts:int=1               # budget: number of starts, each run for `iters` iterations (see `box_sharpness`)
+    best_start:str=''          # the start whose run found fmax
+    runs:list=field(default_factory=list)  # per start: {'start', 'fmax', 'iterations', 'evaluations', 'message'}
+    trace:list=field(default_factory=list, repr=False)  # [(iteration within its start, f)] for every evaluation
     y:Tensor|None=field(default=None, repr=False)        # the maximiser y (length p or n)
 
     def __repr__(self):
         sp = 'full space' if self.space == 'full' else f"subspace p={self.p} {self.dist} seed={self.seed}"
         ab = '' if self.at_bound is None else f", at_bound={self.at_bound:.3f}"
+        st = '' if self.starts == 1 else f", starts={self.starts} (best: {self.best_start})"
         return (f"Sharpness(phi={self.phi:.4g}, f0={self.f0:.4g}, fmax={self.fmax:.4g}, eps={self.eps:g}, {sp}, "
-                f"solver={self.solver!r}, iterations={self.iterations}, evaluations={self.evaluations}{ab})")
+                f"solver={self.solver!r}, iterations={self.iterations}, evaluations={self.evaluations}{ab}{st})")
 
 # %% ../nbs/03_sharpness.ipynb #2c5159d9
 @patch
 def phi_at(self:Sharpness, k:int)->float:
-    "ε-sharpness from the evaluations of the first `k` iterations: what `iters=k` gives."
+    "ε-sharpness from the evaluations of the first `k` iterations (of every start): what `iters=k` gives."
     return 100*(max(f for i, f in self.trace if i < k) - self.f0)/(1 + self.f0)
 
 # %% ../nbs/03_sharpness.ipynb #92973a7b
@@ -186,9 +192,29 @@ def to_dict(self:Sharpness)->dict:
     return {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'y'}
 
 # %% ../nbs/03_sharpness.ipynb #7fc247bd
-SOLVERS = {'mean': 'literal: L-BFGS-B on the mean loss f from y = 0',
-           'sum':  'L-BFGS-B on M·f (sum of the per-sample losses) from y = 0',
-           'sign': 'L-BFGS-B on f from the box corner along the sign of the gradient'}
+SOLVERS = {'scaled': 'L-BFGS-B on s·f from y = 0, s = 90th percentile of b_i/|∂f/∂y_i| at y = 0 (the first step takes 90% of the coordinates to the box): invariant to f → c·f',
+           'mean':   'literal: L-BFGS-B on the mean loss f from y = 0',
+           'sum':    'L-BFGS-B on M·f (sum of the per-sample losses) from y = 0',
+           'sign':   'L-BFGS-B on f from the box corner along the sign of the gradient'}
+
+SCALE_QUANTILE = 0.9  # 'scaled': the first L-BFGS-B step takes this fraction of the coordinates to their bounds
+STARTS = dict(full=1, subspace=8)  # default budget `starts=None`: starts per space (each `iters` iterations)
+
+def _scale(solver:str, b:np.ndarray, gy:np.ndarray, n_data:int)->float:  # s: the solver minimises -s·f
+    "The objective's multiplier for each solver setting (`b`: half-widths, `gy`: ∇_y f at y = 0)."
+    if solver == 'sum': return float(n_data)
+    if solver != 'scaled': return 1.
+    a = np.abs(gy); nz = a > 0
+    if not nz.any(): return 1.                   # ∇f = 0 at x: no scale to measure (the y = 0 start stops at once)
+    return float(np.quantile(b[nz]/a[nz], SCALE_QUANTILE))
+
+def _starts(solver:str, b:np.ndarray, gy:np.ndarray, starts:int):
+    "The starting points, in order: the setting's own start, the other of y = 0 and the sign corner, then random vertices."
+    first = [('sign', np.sign(gy)*b), ('zero', np.zeros_like(b))]
+    if solver != 'sign': first = first[::-1]
+    rng = np.random.default_rng(0)
+    for k in range(starts):
+        yield first[k] if k < 2 else (f'vertex{k - 1}', rng.choice([-1., 1.], len(b))*b)
 
 class _Given:
     "A user-given dense matrix with the `Subspace` interface."
@@ -200,10 +226,12 @@ class _Given:
 
 class _Stalled(Exception): "The solver stopped making progress above rounding level."
 
-def _check(eps, iters, solver):
+def _check(eps, iters, solver, starts=1):
     if not eps > 0: raise ValueError(f"eps={eps} must be a positive number (the paper uses 1e-3 and 5e-4)")
     if not (iters >= 1 and int(iters) == iters): raise ValueError(f"iters={iters} must be an integer >= 1 (the paper uses 10)")
     if solver not in SOLVERS: raise ValueError(f"solver={solver!r} is unknown; use one of {list(SOLVERS)}")
+    if starts is not None and not (starts >= 1 and int(starts) == starts):
+        raise ValueError(f"starts={starts} must be an integer >= 1 (1: y = 0 only; 2: also the sign corner; more: random vertices)")
 
 # %% ../nbs/03_sharpness.ipynb #7f52e855
 def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat parameter tensor x
@@ -211,52 +239,61 @@ def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat paramet
                   eps:float=1e-3,       # box size ε
                   A=None,               # None (full space), a `Subspace`, or an n×p tensor
                   iters:int=10,         # L-BFGS-B iterations (the paper: 10)
-                  solver:str='sum',     # 'sum', 'mean' (literal) or 'sign', see `SOLVERS`
+                  solver:str='scaled',  # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see `SOLVERS`
                   n_data:int=1,         # M, the number of terms averaged in f (scales the 'sum' objective)
                   adaptive:bool=False,  # box ε|u_i| instead of ε(|u_i|+1)
                   f_init:float|None=None,# f at training's initial point: also report 100·(fmax-f0)/(f_init-f0)
-                  stall:int|None=20     # stop when this many evaluations in a row have not raised fmax beyond rounding
+                  stall:int|None=20,    # stop a start when this many evaluations in a row have not raised its fmax beyond rounding
+                  starts:int|None=None  # budget: best of this many starts (y = 0, sign corner, random vertices), `iters` each; None: `STARTS`
                  )->Sharpness:
-    "Keskar et al.'s (C_ε, A)-sharpness of the function `fg` at `x`, by L-BFGS-B on the box."
+    "Keskar et al.'s (C_ε, A)-sharpness of the function `fg` at `x`, by L-BFGS-B on the box (best of `starts` runs)."
     t0 = time.perf_counter()
-    _check(eps, iters, solver)
+    _check(eps, iters, solver, starts)
     x = x.detach()
     if isinstance(A, Tensor): A = _Given(A)
     if A is not None and A.n != len(x): raise ValueError(f"A has {A.n} rows but x has {len(x)} entries; they must match")
+    if starts is None: starts = STARTS['full' if A is None else 'subspace']
     b = box_bounds(x.double() if A is None else A.pinv(x), eps, adaptive).cpu().numpy()
-    s = float(n_data) if solver == 'sum' else 1.
-    trace, best, it, flat = [], {}, [0], [0]
+    trace, it = [], [0]
     ulp = 4*torch.finfo(x.dtype).eps
-    def fun(y):
+    def ev(y):
         yt = torch.from_numpy(y).to(x.device, x.dtype)
         f, g = fg(x + (yt if A is None else A.mv(yt).to(x.dtype)))
         if not math.isfinite(f): raise FloatingPointError(f"f is {f} at an evaluation inside the box; the loss overflowed")
         trace.append((it[0], f))
-        if 'g0' not in best: best['g0'] = float(g.norm())
-        fm = best.get('f', -math.inf)
-        flat[0] = 0 if f > fm + ulp*max(1., abs(fm)) else flat[0] + 1
-        if f > fm: best.update(f=f, y=y.copy())
-        if stall and flat[0] >= stall: raise _Stalled()
-        gy = g if A is None else A.rmv(g)
-        return -s*f, (-s*gy).double().cpu().numpy()
-    y0 = np.zeros(len(b))
-    bar = progress(range(int(iters)), label=f"φ {'full' if A is None else f'subspace p={A.p}'} ε={eps:g}, L-BFGS-B").start()
-    def on_iter(k): it[0] = k; bar.step(); bar.comment = f"φ so far {100*(best['f'] - trace[0][1])/(1 + trace[0][1]):.4g}"
+        return f, float(g.norm()), (g if A is None else A.rmv(g)).double().cpu().numpy()
+    f0, gnorm, gy0 = ev(np.zeros(len(b)))                # f and ∇f at x: the solver's first evaluation from y = 0
+    s = _scale(solver, b, gy0, n_data)
+    where = 'full' if A is None else f'subspace p={A.p}'
+    bar = progress(range(int(iters)*starts), label=f"φ {where} ε={eps:g}, L-BFGS-B" + (f", {starts} starts" if starts > 1 else '')).start()
+    def on_iter(k): it[0] = k; bar.step(); bar.comment = f"φ so far {100*(max(f for _, f in trace) - f0)/(1 + f0):.4g}"
+    runs, best = [], dict(f=-math.inf)
     try:
-        if solver == 'sign': y0 = -np.sign(fun(y0)[1])*b     # fun returns the gradient of -s·f
-        nit, msg = lbfgsb(fun, y0, -b, b, int(iters), on_iter=on_iter)
-    except _Stalled:
-        nit, msg = it[0], f"STOP: f did not rise beyond rounding ({x.dtype}) in {stall} evaluations (line search at the noise floor)"
+        for name, y0 in _starts(solver, b, gy0, starts):
+            it[0], n0, run, flat = 0, len(trace), dict(f=-math.inf), [0]
+            def fun(y):
+                f, gy = (f0, gy0) if not y.any() else ev(y)[::2]   # y = 0 was evaluated above
+                fm = run['f']
+                flat[0] = 0 if f > fm + ulp*max(1., abs(fm)) else flat[0] + 1
+                if f > fm: run.update(f=f, y=y.copy())
+                if stall and flat[0] >= stall: raise _Stalled()
+                return -s*f, -s*gy
+            try: nit, msg = lbfgsb(fun, y0, -b, b, int(iters), on_iter=on_iter)
+            except _Stalled:
+                nit, msg = it[0], f"STOP: f did not rise beyond rounding ({x.dtype}) in {stall} evaluations (line search at the noise floor)"
+            runs.append(dict(start=name, fmax=run['f'], iterations=nit, evaluations=len(trace) - n0, message=msg))
+            if run['f'] > best['f']: best = dict(run, start=name, message=msg)
     finally: bar.close()
-    f0, fmax, yb = trace[0][1], best['f'], best['y']
+    fmax, yb = best['f'], best['y']
     at = None
     if A is None and (b > 0).any(): at = float(np.mean(np.abs(yb[b > 0]) >= b[b > 0]*(1 - 1e-9)))
     return Sharpness(phi=100*(fmax - f0)/(1 + f0), f0=f0, fmax=fmax, eps=eps, space='full' if A is None else 'subspace',
-                     solver=solver, iters=iters, iterations=nit, evaluations=len(trace), seconds=time.perf_counter() - t0,
-                     at_bound=at, n_params=len(x), p=None if A is None else A.p, dist=getattr(A, 'dist', None),
-                     seed=getattr(A, 'seed', None), adaptive=adaptive, grad_norm=best['g0'], f_init=f_init,
-                     phi_init=None if f_init is None else (100*(fmax - f0)/(f_init - f0) if f_init > f0 else math.nan), message=msg, trace=trace,
-                     y=torch.from_numpy(yb).to(x.dtype))
+                     solver=solver, iters=iters, iterations=sum(r['iterations'] for r in runs), evaluations=len(trace),
+                     seconds=time.perf_counter() - t0, at_bound=at, n_params=len(x), p=None if A is None else A.p,
+                     dist=getattr(A, 'dist', None), seed=getattr(A, 'seed', None), adaptive=adaptive, grad_norm=gnorm,
+                     f_init=f_init, phi_init=None if f_init is None else (100*(fmax - f0)/(f_init - f0) if f_init > f0 else math.nan),
+                     message=best['message'], scale=s, lbfgsb='setulb' if FAST_LBFGSB else 'minimize', starts=starts,
+                     best_start=best['start'], runs=runs, trace=trace, y=torch.from_numpy(yb).to(x.dtype))
 
 # %% ../nbs/03_sharpness.ipynb #617786fe
 def trainable_params(model:nn.Module)->list:  # parameters with requires_grad, in `parameters()` order
@@ -306,7 +343,7 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
               eps:float=1e-3,        # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,       # None: full space (A = I); an int: random subspace of that dimension (the paper: 100)
               iters:int=10,          # L-BFGS-B iterations (the paper: 10)
-              solver:str='sum',      # 'sum' (default), 'mean' (literal) or 'sign', see `SOLVERS`
+              solver:str='scaled',   # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see `SOLVERS`
               dist:str='normal',     # subspace: A's entries 'normal' N(0,1) or 'uniform' U[0,1)
               seed:int=0,            # subspace: seed of A
               adaptive:bool=False,   # box ε|x_i| (scale-invariant) instead of ε(|x_i|+1)
@@ -315,10 +352,11 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
               f_init:float|None=None,# f at training's initial point x0: adds the variant 100·(fmax-f)/(f(x0)-f)
               loss_fn=F.cross_entropy, # loss with a `reduction` argument
               probe:bool=True,       # re-evaluate f at the end; warn if it changed (non-determinism)
-              dense:bool|None=None   # subspace: keep A in memory (None: if ≤ 256 MB), else stream it
+              dense:bool|None=None,  # subspace: keep A in memory (None: if ≤ 256 MB), else stream it
+              starts:int|None=None   # best of this many starts (y = 0, sign corner, random vertices), `iters` iterations each; None: 1 in the full space, 8 in a subspace (`STARTS`)
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of `model` at its current weights, on its training data."
-    _check(eps, iters, solver)
+    _check(eps, iters, solver, starts)
     params = trainable_params(model)
     X, Y = train_tensors(data, model, subset)
     x0 = parameters_to_vector(params).detach()
@@ -329,7 +367,7 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
         vector_to_parameters(z, params)
         f = evaluate(model, X, Y, chunk, grad=True, loss_fn=loss_fn).loss
         return f, parameters_to_vector([q.grad if q.grad is not None else torch.zeros_like(q) for q in params])
-    try: r = box_sharpness(fg, x0, eps, A, iters, solver, len(X), adaptive, f_init)
+    try: r = box_sharpness(fg, x0, eps, A, iters, solver, len(X), adaptive, f_init, starts=starts)
     finally:
         for q, (d, g) in zip(every, saved): q.data, q.grad = d, g
         model.train(was_training)

@@ -22,12 +22,12 @@ def test_run_in_a_terminal_with_bars(tmp_path):
     lines = screen(raw)
     assert rc == 0, raw[-3000:]
     assert 'Traceback' not in raw and 'error' not in raw.lower(), raw[-3000:]
-    assert 'trial 1/1 · epochs (batch 256) |' in raw and 'trial 1/1 · epochs (batch 80) |' in raw, raw[-3000:]  # SB, LB children
+    assert 'trial 1/1 · epochs (batch 64) |' in raw and 'trial 1/1 · epochs (batch 150) |' in raw, raw[-3000:]  # SB, LB children
     assert 'trial 1/1 · φ full ε=0.001' in raw and 'trial 1/1 · landscape points |' in raw, raw[-3000:]
     assert any(l.startswith('trial 1/1 done in') for l in lines), lines
     for t in ('Table 2', 'Table 3', 'Table 4'): assert t in lines, lines
     heads = [l for l in lines if l.startswith('| network |')]
-    assert len(heads) == 3 and 'ε=0.001 SB' in heads[1], heads
+    assert len(heads) == 3 and 'φ ε=0.001' in heads[1] and 'train loss' in heads[1] and '‖∇f‖' in heads[1], heads
     assert any(l.startswith('Report:') for l in lines) and (tmp_path/'r'/'report.md').exists()
 
 @pytest.fixture(scope='module')

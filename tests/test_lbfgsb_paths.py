@@ -29,4 +29,6 @@ def test_public_path_alone(monkeypatch):
     monkeypatch.setattr(S, 'FAST_LBFGSB', False)
     m, data = _model_and_data()
     r = S.sharpness(m, data, eps=1e-3, p=4, iters=3)
-    assert 1 <= r.iterations <= 3 and r.phi > 0
+    its = [run['iterations'] for run in r.runs]
+    assert max(its) >= 1 and all(i <= 3 for i in its) and r.phi > 0    # every start keeps to the budget
+    assert r.lbfgsb == 'minimize'                                             # and the result says which path ran
