@@ -16,7 +16,7 @@ from fastprogress.fastprogress import progress_bar
 # %% auto #0
 __all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'chunk_slices', 'Eval', 'evaluate', 'progress', 'resolve_batch', 'init_model',
            'make_optimizer', 'plain_step', 'History', 'stalled', 'checkpoints', 'save_checkpoint', 'load_checkpoint',
-           'dist_info', 'train', 'parse_batch', 'main']
+           'dist_info', 'all_reduce64', 'train', 'parse_batch', 'main']
 
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
@@ -39,7 +39,8 @@ def evaluate(model:nn.Module,        # classifier returning logits
              chunk:int=5000,         # evaluation chunk size (part of `f`'s definition in BN `batch` mode)
              grad:bool=False,        # accumulate the gradient of the mean loss into `.grad` (zeroed first)
              per_chunk=None,         # optional `fn(share)` called with each chunk's share of the mean loss (graph attached)
-             loss_fn=F.cross_entropy # loss with a `reduction` argument
+             loss_fn=F.cross_entropy,# loss with a `reduction` argument
+             shard=(0, 1)            # `(rank, world)`: this process evaluates chunks rank, rank+world, ...; sums all-reduced
             )->Eval:
     "Mean loss and accuracy of `model` on `(X, Y)` in fixed chunks, in evaluation mode; optionally its gradient."
     n = len(X)
@@ -50,11 +51,12 @@ def evaluate(model:nn.Module,        # classifier returning logits
     need_graph = grad or per_chunk is not None
     if grad:
         for p in model.parameters(): p.grad = None
+    rank, world = shard
     tot = torch.zeros((), dtype=torch.float64, device=X.device)
     correct = torch.zeros((), dtype=torch.long, device=X.device)
     try:
         with torch.set_grad_enabled(need_graph):
-            for s in chunk_slices(n, chunk):
+            for s in chunk_slices(n, chunk)[rank::world]:
                 out = model(X[s])
                 share = loss_fn(out, Y[s], reduction='sum') / n
                 if grad: share.backward(retain_graph=per_chunk is not None)
@@ -62,6 +64,9 @@ def evaluate(model:nn.Module,        # classifier returning logits
                 tot += share.detach().double()
                 correct += (out.argmax(1) == Y[s]).sum()
     finally: model.train(was_training)
+    if world > 1:
+        dist.all_reduce(tot); dist.all_reduce(correct)
+        if grad: _all_reduce_grads(model)
     return Eval(tot.item(), correct.item()/n, n)
 
 # %% ../nbs/02_training.ipynb #bb19b439
@@ -243,13 +248,20 @@ def _share(idx:Tensor, rank:int, world:int)->Tensor:
 
 def _evaluate_all(model, X, Y, chunk, rank, world)->Eval:
     "`evaluate` on the whole set, the fixed chunks split across processes and summed."
-    if world == 1: return evaluate(model, X, Y, chunk)
-    n, s = len(X), torch.zeros(2, dtype=torch.float64, device=X.device)
-    for sl in chunk_slices(n, chunk)[rank::world]:
-        e = evaluate(model, X[sl], Y[sl], chunk)
-        s += torch.tensor([e.loss*e.n, round(e.acc*e.n)], dtype=torch.float64, device=X.device)
-    dist.all_reduce(s)
-    return Eval(s[0].item()/n, s[1].item()/n, n)
+    return evaluate(model, X, Y, chunk, shard=(rank, world))
+
+def all_reduce64(t:Tensor)->Tensor:
+    "Sum `t` over all processes, accumulated in float64 (returned in `t`'s dtype); `t` itself without `torch.distributed`."
+    if dist_info()[1] == 1: return t
+    s = t.double(); dist.all_reduce(s)
+    return s.to(t.dtype)
+
+def _all_reduce_grads(model):
+    "Sum every parameter's `.grad` over all processes in one float64 all-reduce (missing gradients count as zero)."
+    ps = [p for p in model.parameters() if p.requires_grad]
+    g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in ps])
+    dist.all_reduce(g)
+    for p, gi in zip(ps, g.split([p.numel() for p in ps])): p.grad = gi.view_as(p).to(p.dtype)
 
 # %% ../nbs/02_training.ipynb #1608038f
 def _has_bn(model)->bool: return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
