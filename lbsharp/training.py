@@ -233,6 +233,9 @@ def load_checkpoint(path,                # a checkpoint file, or a directory (it
     return ck
 
 # %% ../nbs/02_training.ipynb #1c731546
+if int(os.environ.get('WORLD_SIZE', '1')) > 1:   # under torchrun: before the process group exists (see "A clean teardown")
+    import torch._dynamo
+
 def dist_info()->tuple[int, int]:
     "This process's `(rank, world_size)`; `(0, 1)` without an initialised `torch.distributed`."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
