@@ -108,6 +108,18 @@ def _parser()->argparse.ArgumentParser:
                    help="override a field, value as JSON when it parses: --set trials=2 --set eps=[0.001] --set device=cuda")
     r.add_argument('--keep-checkpoints', action='store_true', help="keep every epoch's checkpoint (default: deleted when a run finishes)")
     r.add_argument('--quiet', action='store_true', help="no progress bars")
+    c = r.add_argument_group('jobs', "run each independent unit (a trial's regime, a sweep point, a warm start) as a submitit "
+                             "job; the same results and report as without, see `lbsharp.cluster`")
+    c.add_argument('--executor', choices=['local', 'slurm'], help="'local': subprocesses on this machine; 'slurm': sbatch jobs "
+                   "(default: none, everything in this process)")
+    c.add_argument('--jobs', type=int, default=2, help="at most this many jobs at once (default 2)")
+    c.add_argument('--retries', type=int, default=1, help="resubmit a failed job this many times; it resumes from its checkpoint (default 1)")
+    c.add_argument('--timeout-min', type=int, default=24*60, help="wall-clock limit per job in minutes (default 1440)")
+    c.add_argument('--gpus-per-job', type=int, default=0, help="GPUs per job (default 0; a unit uses one device: add --set device=cuda)")
+    c.add_argument('--slurm-partition', help="Slurm partition (default: the cluster's)")
+    c.add_argument('--cpus-per-job', type=int, default=2, help="Slurm: CPU cores per job (default 2)")
+    c.add_argument('--mem-gb', type=float, help="Slurm: memory per job in GB (default: the partition's)")
+    c.add_argument('--dry-run', action='store_true', help="print the units (and, with slurm, the sbatch script) without running anything")
     rp = sub.add_parser('report', help="tables and figures from a results directory",
                         description="Aggregate a results directory into Tables 2-4 (markdown and CSV, the paper's values alongside) and figures.")
     rp.add_argument('dir', help="results directory written by `lbsharp run`")
@@ -133,11 +145,22 @@ def _parser()->argparse.ArgumentParser:
     return p
 
 # %% ../nbs/07_cli.ipynb #ff75bc15
-def _run(name, out, sets, quiet, keep=False):
+def _run(name, out, sets, quiet, keep=False, a=None):
     exp = preset(name, **parse_sets(sets))
     out = Path(out or f'runs/{name}')
     t0 = time.time()
-    run(exp, out, quiet=quiet, keep_checkpoints=keep)
+    if a is not None and a.executor:
+        from lbsharp.cluster import submit, slurm_parameters, sbatch_script
+        from lbsharp.experiments import units, unit_name
+        kw = dict(timeout_min=a.timeout_min, gpus_per_job=a.gpus_per_job)
+        if a.executor == 'slurm': kw.update(partition=a.slurm_partition, cpus_per_job=a.cpus_per_job, mem_gb=a.mem_gb)
+        if a.dry_run:
+            for w, wave in enumerate(units(exp)): print(f"wave {w+1}: {len(wave)} job(s): " + ', '.join(map(unit_name, wave)))
+            if a.executor == 'slurm': print(sbatch_script(out/'.submitit', slurm_parameters(a.jobs, **kw)))
+            return
+        submit(exp, out, a.executor, jobs=a.jobs, retries=a.retries, quiet=quiet, keep_checkpoints=keep, **kw)
+    elif a is not None and a.dry_run: raise ValueError("--dry-run shows the jobs of --executor local|slurm; add --executor")
+    else: run(exp, out, quiet=quiet, keep_checkpoints=keep)
     print(_summary(out, time.time() - t0))
 
 def _experiment_file(model:Path)->Path|None:
@@ -192,7 +215,7 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     p = _parser(); a = p.parse_args(argv)
     try:
         if a.cmd == 'demo': _run('quick', a.out, a.set, a.quiet)
-        elif a.cmd == 'run': _run(a.preset, a.out, a.set, a.quiet, a.keep_checkpoints)
+        elif a.cmd == 'run': _run(a.preset, a.out, a.set, a.quiet, a.keep_checkpoints, a)
         elif a.cmd == 'report': print(f"wrote {report(a.dir, a.dest)}")
         elif a.cmd == 'sharpness': _sharpness(a)
         elif a.cmd == 'presets': print(presets_table())

@@ -16,10 +16,10 @@ from .training import evaluate, progress, progress_jobs
 # %% auto #0
 __all__ = ['PAPER', 'PRESETS', 'FORMAT', 'DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'PROTOCOLS',
            'Experiment', 'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset', 'write_json', 'read_json',
-           'environment', 'load_data', 'save_model', 'load_model', 'sharp_kwargs', 'measure', 'run_one', 'run',
-           'load_runs', 'summarize', 'pm', 'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars',
-           'plot_parametric', 'plot_batch_sweep', 'warmstart', 'trajectory', 'plot_warmstart', 'plot_trajectory',
-           'rule_text', 'report', 'export_results']
+           'environment', 'load_data', 'save_model', 'load_model', 'sharp_kwargs', 'measure', 'run_one', 'UnitBusy',
+           'unit_name', 'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'summarize', 'pm',
+           'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep',
+           'warmstart', 'trajectory', 'plot_warmstart', 'plot_trajectory', 'rule_text', 'report', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #03a73b8e
 PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mean, std)
@@ -235,7 +235,6 @@ def _claim(out:Path, exp:Experiment):
             raise ValueError(f"{out} holds runs of a different experiment (fields {diff} differ); "
                              f"use another output directory or the same settings to resume")
     else: write_json(f, dict(format=FORMAT, kind='experiment', experiment=exp_to_dict(exp), environment=environment(exp.device)))
-    for tmp in out.rglob('.*.tmp'): tmp.unlink()  # leftovers of a killed writer: never read, safe to drop
 
 def save_model(model, path:Path)->Path:
     "Atomically save `model`'s state_dict and spec (the training engine's atomic writer)."
@@ -349,25 +348,137 @@ def _landscapes(exp:Experiment, data:Dataset, out:Path, trial:int, quiet:bool):
                        meta=dict(experiment=exp.name, trial=trial, dataset=exp.dataset))
         write_json(f, dict(format=FORMAT, kind='landscape', result=r, environment=environment(exp.device)))
 
+# %% ../nbs/05_experiments.ipynb #c21505cf
+class UnitBusy(RuntimeError):
+    "Another live process holds the claim on a unit."
+
+def unit_name(u:tuple)->str:
+    "A unit's name in claims, logs and progress bars, e.g. 'run-trial0-SB'."
+    return '-'.join([u[0], f'trial{u[1]}', *[str(x) for x in u[2:]]])
+
+def units(exp:Experiment)->list[list[tuple]]:
+    "The independent units of work of `exp`, in waves: every unit of a wave may run at once, after the previous wave."
+    T = range(exp.trials)
+    if exp.protocol == 'warmstart':
+        return [[('run', t, 'SB') for t in T], [('warm', t, k) for t in T for k in range(exp.every, exp.epochs + 1, exp.every)]]
+    if exp.protocol == 'trajectory':
+        return [[('run', t, r) for t in T for r in ('SB', 'LB')], [('trajectory', t, r) for t in T for r in ('SB', 'LB')]]
+    land = [('landscape', t) for t in T if _has_landscape(exp, t)]
+    if exp.remedy is not None: return [[('trial', t) for t in T]]   # a remedy may need the trial's SB history
+    return [[('run', t, r) for t in T for r in exp.regimes]] + ([land] if land else [])
+
+def _has_landscape(exp:Experiment, t:int)->bool:
+    return exp.protocol == 'pairs' and t in exp.landscape_trials and {'SB', 'LB'} <= set(exp.regimes)
+
+def _unit_files(exp:Experiment, out:Path, u:tuple)->list[Path]:
+    "The files whose existence marks unit `u` finished."
+    kind, t = u[:2]
+    land = [out/f'trial{t}-{p}.json' for p in ('linear', 'curvilinear')]
+    if kind == 'run': return [out/f'trial{t}-{u[2]}'/'result.json']
+    if kind == 'warm': return [out/f'trial{t}-warm{u[2]:04d}'/'result.json']
+    if kind == 'trajectory': return [out/f'trial{t}-{u[2]}'/'trajectory.json']
+    if kind == 'landscape': return land
+    return [out/f'trial{t}-{r}'/'result.json' for r in exp.regimes] + (land if _has_landscape(exp, t) else [])
+
+def unit_done(exp:Experiment, out:str|Path, u:tuple)->bool:
+    "Whether unit `u` of `exp` is finished in results directory `out`."
+    return all(f.exists() for f in _unit_files(exp, Path(out), u))
+
+def _alive(owner:dict)->bool:
+    "Whether the process named in a claim may still run (always True for another host: we cannot tell)."
+    import socket
+    if owner.get('host') != socket.gethostname(): return True
+    try: os.kill(owner['pid'], 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    try: return Path(f"/proc/{owner['pid']}/stat").read_text().split(')')[-1].split()[0] != 'Z'  # a zombie is dead
+    except OSError: return True
+
+def claim_unit(out:Path, u:tuple)->Path:
+    "Atomically create `out/.claims/NAME.lock` for unit `u`; take over a claim whose process is dead; else `UnitBusy`."
+    import socket
+    f = Path(out)/'.claims'/f'{unit_name(u)}.lock'; f.parent.mkdir(parents=True, exist_ok=True)
+    me = dict(host=socket.gethostname(), pid=os.getpid(), job=os.environ.get('SLURM_JOB_ID') or os.environ.get('SUBMITIT_LOCAL_JOB_ID'))
+    for _ in range(5):
+        try: fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileNotFoundError: f.parent.mkdir(parents=True, exist_ok=True); continue   # `.claims` removed meanwhile
+        except FileExistsError:
+            try: owner = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError): owner = {}           # being written right now: alive
+            if not owner or _alive(owner):
+                raise UnitBusy(f"{unit_name(u)} is claimed by {owner or 'a process starting up'} ({f}); if no such "
+                               f"process runs any more (e.g. a job killed on another node), delete {f} and rerun") from None
+            stale = f.with_name(f'{f.name}.stale.{os.getpid()}')
+            try: os.rename(f, stale); stale.unlink()                      # one taker wins the rename
+            except FileNotFoundError: pass
+            continue
+        with os.fdopen(fd, 'w') as h: json.dump(me, h); h.flush(); os.fsync(h.fileno())
+        return f
+    raise UnitBusy(f"could not claim {unit_name(u)} ({f}): other processes keep taking it")
+
+def _drop_tmp(out:Path, u:tuple):
+    "Remove what killed writers of unit `u` left behind (temporary files are never read)."
+    t = u[1]
+    dirs = [out/f'trial{t}-{u[2]}'] if u[0] in ('run', 'trajectory') else [out/f'trial{t}-warm{u[2]:04d}'] if u[0] == 'warm' else []
+    if u[0] == 'trial': dirs = [d for d in out.glob(f'trial{t}-*') if d.is_dir()]
+    for d in dirs:
+        for tmp in d.rglob('*.tmp'): tmp.unlink(missing_ok=True)
+    if u[0] in ('landscape', 'trial'):
+        for tmp in out.glob(f'.trial{t}-*.json.*.tmp'): tmp.unlink(missing_ok=True)
+
+def run_unit(exp:Experiment,        # the experiment
+             out:str|Path,          # its results directory (`experiment.json` already written)
+             u:tuple,               # a unit of `units(exp)`
+             data:Dataset|None=None, # the data (None: loaded here)
+             quiet:bool=False,      # no progress bars
+             keep_checkpoints:bool=False # keep every epoch's checkpoint
+            )->bool:                # False if it was already finished
+    "Run one unit of `exp` under an exclusive claim; resumes from its checkpoints if a previous owner was killed."
+    out = Path(out)
+    if unit_done(exp, out, u): return False
+    lock = claim_unit(out, u)
+    try:
+        if unit_done(exp, out, u): return False                          # finished while we waited for the claim
+        _drop_tmp(out, u)
+        data = load_data(exp) if data is None else data
+        kind, t = u[:2]
+        if kind == 'run':
+            one = exp if exp.protocol == 'pairs' else _one_measure(exp)
+            run_one(one, data, _x0(exp, t), t, u[2], out/f'trial{t}-{u[2]}', quiet=quiet,
+                    keep_checkpoints=keep_checkpoints or exp.protocol != 'pairs')
+        elif kind == 'landscape': _landscapes(exp, data, out, t, quiet)
+        elif kind == 'warm': warmstart(exp, out, quiet=quiet, trials=[t], at=[u[2]], data=data)
+        elif kind == 'trajectory': trajectory(exp, out, quiet=quiet, trials=[t], regimes=[u[2]], data=data)
+        elif kind == 'trial':
+            from lbsharp.training import History
+            x0, sb_hist = _x0(exp, t), None
+            for regime in exp.regimes:
+                d = out/f'trial{t}-{regime}'
+                if (d/'result.json').exists(): res = read_json(d/'result.json', 'run')
+                else: res = run_one(exp, data, x0, t, regime, d, sb_hist=sb_hist, quiet=quiet, keep_checkpoints=keep_checkpoints)
+                if regime == 'SB': sb_hist = History.from_dict(res['history'])
+            if _has_landscape(exp, t): _landscapes(exp, data, out, t, quiet)
+        else: raise ValueError(f"unknown unit {u!r}")
+        return True
+    finally:
+        lock.unlink(missing_ok=True)
+        try: lock.parent.rmdir()                                             # the last claim out tidies up
+        except OSError: pass
+
 def run(exp:Experiment,         # what to run
         out:str|Path,           # results directory (created; reused to resume)
         quiet:bool=False,       # no progress bars
         keep_checkpoints:bool=False # keep every epoch's checkpoint (default: only until the run is finished)
        )->Path:                 # `out`
-    "Run (or resume) experiment `exp` into `out`: every trial and regime, sharpness, parametric plots."
-    if exp.protocol != 'pairs': return PROTOCOLS[exp.protocol](exp, out, quiet=quiet)
+    "Run (or resume) experiment `exp` into `out`, unit by unit in this process: training, sharpness, plots."
     out = Path(out); _claim(out, exp)
+    if exp.protocol == 'warmstart' and exp.epochs is None:
+        raise ValueError("the warm-start protocol trains a fixed number of epochs; set epochs (the paper: 100)")
     data = load_data(exp)
-    for t in progress_jobs(range(exp.trials), quiet=quiet, label='trial'):
-        x0, sb_hist = _x0(exp, t), None
-        for regime in exp.regimes:
-            d = out/f'trial{t}-{regime}'
-            if (d/'result.json').exists(): res = read_json(d/'result.json', 'run')
-            else: res = run_one(exp, data, x0, t, regime, d, sb_hist=sb_hist, quiet=quiet, keep_checkpoints=keep_checkpoints)
-            if regime == 'SB':
-                from lbsharp.training import History
-                sb_hist = History.from_dict(res['history'])
-        if t in exp.landscape_trials and {'SB', 'LB'} <= set(exp.regimes): _landscapes(exp, data, out, t, quiet)
+    for wave in units(exp):
+        todo = [u for u in wave if not unit_done(exp, out, u)]
+        for u in progress_jobs(todo, quiet=quiet, label='unit', names=[unit_name(u) for u in todo]):
+            run_unit(exp, out, u, data, quiet=quiet, keep_checkpoints=keep_checkpoints)
     return out
 
 # %% ../nbs/05_experiments.ipynb #f6275fc7
@@ -535,18 +646,20 @@ def plot_batch_sweep(exp:Experiment, runs:list, eps:float|None=None, ax=None)->p
 # %% ../nbs/05_experiments.ipynb #2e2bfe44
 def _one_measure(exp): return dataclasses.replace(exp, eps=exp.eps[:1], p=0)
 
-def warmstart(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
+def warmstart(exp:Experiment, out:str|Path, quiet:bool=False,
+              trials=None, at=None, data=None # only these trials / SB epochs (None: all); data already loaded
+             )->Path:
     "Figure 5 protocol: LB runs warm-started from SB checkpoints (see above)."
     from lbsharp.training import train, init_model, load_checkpoint, checkpoints
     if exp.epochs is None: raise ValueError("the warm-start protocol trains a fixed number of epochs; set epochs (the paper: 100)")
-    out = Path(out); _claim(out, exp); data = load_data(exp); X, Y = _sharp_data(exp, data)
-    for t in range(exp.trials):
+    out = Path(out); _claim(out, exp); data = load_data(exp) if data is None else data; X, Y = _sharp_data(exp, data)
+    for t in (range(exp.trials) if trials is None else trials):
         x0, seed = _x0(exp, t), exp.seed + t
         d_sb = out/f'trial{t}-SB'
         if not (d_sb/'result.json').exists():
             run_one(_one_measure(exp), data, x0, t, 'SB', d_sb, quiet=quiet, keep_checkpoints=True)
         cks = checkpoints(d_sb/'checkpoints')
-        for k in progress_jobs(range(exp.every, exp.epochs + 1, exp.every), quiet=quiet, label=f'trial {t}: warm start'):
+        for k in progress_jobs(range(exp.every, exp.epochs + 1, exp.every) if at is None else at, quiet=quiet, label=f'trial {t}: warm start'):
             d = out/f'trial{t}-warm{k:04d}'
             if (d/'result.json').exists(): continue
             model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
@@ -559,13 +672,15 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
                        environment=environment(exp.device), settings=exp_to_dict(exp)))
     return out
 
-def trajectory(exp:Experiment, out:str|Path, quiet:bool=False)->Path:
+def trajectory(exp:Experiment, out:str|Path, quiet:bool=False,
+               trials=None, regimes=None, data=None # only these trials / regimes (None: all); data already loaded
+              )->Path:
     "Figure 6 protocol: sharpness against training loss along the SB and LB trajectories."
     from lbsharp.training import init_model, load_checkpoint, checkpoints
-    out = Path(out); _claim(out, exp); data = load_data(exp); X, Y = _sharp_data(exp, data)
-    for t in range(exp.trials):
+    out = Path(out); _claim(out, exp); data = load_data(exp) if data is None else data; X, Y = _sharp_data(exp, data)
+    for t in (range(exp.trials) if trials is None else trials):
         x0, seed = _x0(exp, t), exp.seed + t
-        for regime in ('SB', 'LB'):
+        for regime in (('SB', 'LB') if regimes is None else regimes):
             d = out/f'trial{t}-{regime}'
             if not (d/'result.json').exists():
                 run_one(_one_measure(exp), data, x0, t, regime, d, quiet=quiet, keep_checkpoints=True)

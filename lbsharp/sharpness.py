@@ -13,7 +13,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from fastcore.basics import patch
 from scipy.optimize import minimize, Bounds
 from scipy.sparse.linalg import LinearOperator, eigsh
-from .training import evaluate, progress
+from .training import evaluate, progress, dist_info, all_reduce64
 from .data import subset_indices
 
 # %% auto #0
@@ -363,9 +363,10 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
     A = None if p is None else Subspace(len(x0), p, dist, seed, x0.device, x0.dtype, dense)
     every = list(model.parameters())
     saved, was_training = [(q.data, q.grad) for q in every], model.training
+    shard = dist_info()    # under torchrun: each process evaluates its chunks; f and ∇f all-reduced (float64)
     def fg(z):
         vector_to_parameters(z, params)
-        f = evaluate(model, X, Y, chunk, grad=True, loss_fn=loss_fn).loss
+        f = evaluate(model, X, Y, chunk, grad=True, loss_fn=loss_fn, shard=shard).loss
         return f, parameters_to_vector([q.grad if q.grad is not None else torch.zeros_like(q) for q in params])
     try: r = box_sharpness(fg, x0, eps, A, iters, solver, len(X), adaptive, f_init, starts=starts)
     finally:
@@ -375,7 +376,7 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
     r.loss = getattr(loss_fn, '__name__', type(loss_fn).__name__)
     if probe:
         t = time.perf_counter()
-        f = evaluate(model, X, Y, chunk, loss_fn=loss_fn).loss
+        f = evaluate(model, X, Y, chunk, loss_fn=loss_fn, shard=shard).loss
         r.seconds += time.perf_counter() - t
         if abs(f - r.f0) > 1e-6*max(1., abs(f)):
             warnings.warn(f"f differs between two evaluations at the same weights ({r.f0:.9g} vs {f:.9g}): the model is not "
@@ -429,7 +430,7 @@ class Hessian:
     def _build(self):
         "Every chunk's share of ∇f with its graph, for `retain` mode (rebuilt when the weights change)."
         gs = []
-        evaluate(self.model, self.X, self.Y, self.chunk, loss_fn=self.loss_fn,
+        evaluate(self.model, self.X, self.Y, self.chunk, loss_fn=self.loss_fn, shard=dist_info(),
                  per_chunk=lambda share: gs.append(_grad(share, self.params, create_graph=True)))
         self._graphs = (self._weights_id(), gs)
 
@@ -444,9 +445,9 @@ class Hessian:
             def hv(share):
                 gv = _grad(share, self.params, create_graph=True) @ v
                 if gv.requires_grad: out.add_(_grad(gv, self.params))
-            evaluate(self.model, self.X, self.Y, self.chunk, per_chunk=hv, loss_fn=self.loss_fn)
+            evaluate(self.model, self.X, self.Y, self.chunk, per_chunk=hv, loss_fn=self.loss_fn, shard=dist_info())
         self.products += 1
-        return out
+        return all_reduce64(out)   # under torchrun: this process's chunks only, summed over all (float64)
 
 # %% ../nbs/03_sharpness.ipynb #4a994536
 @patch

@@ -16,7 +16,8 @@ from fastprogress.fastprogress import progress_bar, master_bar, ConsoleProgressB
 # %% auto #0
 __all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'chunk_slices', 'Eval', 'evaluate', 'Progress', 'progress',
            'progress_jobs', 'resolve_batch', 'init_model', 'make_optimizer', 'plain_step', 'History', 'stalled',
-           'checkpoints', 'save_checkpoint', 'load_checkpoint', 'dist_info', 'train', 'parse_batch', 'main']
+           'checkpoints', 'save_checkpoint', 'load_checkpoint', 'dist_info', 'all_reduce64', 'train', 'parse_batch',
+           'main']
 
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
@@ -39,7 +40,8 @@ def evaluate(model:nn.Module,        # classifier returning logits
              chunk:int=5000,         # evaluation chunk size (part of `f`'s definition in BN `batch` mode)
              grad:bool=False,        # accumulate the gradient of the mean loss into `.grad` (zeroed first)
              per_chunk=None,         # optional `fn(share)` called with each chunk's share of the mean loss (graph attached)
-             loss_fn=F.cross_entropy # loss with a `reduction` argument
+             loss_fn=F.cross_entropy,# loss with a `reduction` argument
+             shard=(0, 1)            # `(rank, world)`: this process evaluates chunks rank, rank+world, ...; sums all-reduced
             )->Eval:
     "Mean loss and accuracy of `model` on `(X, Y)` in fixed chunks, in evaluation mode; optionally its gradient."
     n = len(X)
@@ -50,11 +52,12 @@ def evaluate(model:nn.Module,        # classifier returning logits
     need_graph = grad or per_chunk is not None
     if grad:
         for p in model.parameters(): p.grad = None
+    rank, world = shard
     tot = torch.zeros((), dtype=torch.float64, device=X.device)
     correct = torch.zeros((), dtype=torch.long, device=X.device)
     try:
         with torch.set_grad_enabled(need_graph):
-            for s in chunk_slices(n, chunk):
+            for s in chunk_slices(n, chunk)[rank::world]:
                 out = model(X[s])
                 share = loss_fn(out, Y[s], reduction='sum') / n
                 if grad: share.backward(retain_graph=per_chunk is not None)
@@ -62,6 +65,9 @@ def evaluate(model:nn.Module,        # classifier returning logits
                 tot += share.detach().double()
                 correct += (out.argmax(1) == Y[s]).sum()
     finally: model.train(was_training)
+    if world > 1:
+        dist.all_reduce(tot); dist.all_reduce(correct)
+        if grad: _all_reduce_grads(model)
     return Eval(tot.item(), correct.item()/n, n)
 
 # %% ../nbs/02_training.ipynb #bb19b439
@@ -127,11 +133,13 @@ def progress(it,                  # iterable to wrap
 # %% ../nbs/02_training.ipynb #c4a1e7d2
 class _Jobs:
     "A master bar over jobs: `progress` bars opened during a job become its child."
-    def __init__(self, it, label, quiet, total):
-        self.it, self.label, self.quiet, self.n = it, label, quiet, len(it) if total is None else total
+    def __init__(self, it, label, quiet, total, names=None):
+        self.it, self.label, self.quiet, self.n, self.names = it, label, quiet, len(it) if total is None else total, names
         self.mb, self.busy, self.i = None, False, 0
     def __len__(self): return self.n
-    def prefix(self, child:str)->str: return f"{self.label} {self.i+1}/{self.n}" + (f" · {child}" if child else '')
+    def prefix(self, child:str)->str:
+        name = f" {self.names[self.i]}" if self.names else ''
+        return f"{self.label} {self.i+1}/{self.n}{name}" + (f" · {child}" if child else '')
     def __iter__(self):
         loud = not _quiet(self.quiet)
         self.mb = master_bar(self.it, total=self.n) if loud and _shown() else None
@@ -148,10 +156,11 @@ class _Jobs:
 def progress_jobs(it,                  # the jobs (trials, runs, warm starts...)
                   quiet:bool=False,    # silence this bar and every bar opened inside it
                   label:str='job',     # what one job is, e.g. 'trial'
-                  total:int|None=None  # number of jobs when `it` has no length
+                  total:int|None=None, # number of jobs when `it` has no length
+                  names:list|None=None # a name per job, shown after its number (e.g. 'run-trial0-SB')
                  ):
     "A master bar over jobs; bars opened during a job are its child (inside another master: a child bar itself)."
-    return Progress(it, label, '', total, quiet) if _OPEN else _Jobs(it, label, quiet, total)
+    return Progress(it, label, '', total, quiet) if _OPEN else _Jobs(it, label, quiet, total, names)
 
 # %% ../nbs/02_training.ipynb #353bdf0d
 SB, LB = 256, 0.1  # the paper's small batch (samples) and large batch (fraction of the training set)
@@ -302,6 +311,9 @@ def load_checkpoint(path,                # a checkpoint file, or a directory (it
     return ck
 
 # %% ../nbs/02_training.ipynb #1c731546
+if int(os.environ.get('WORLD_SIZE', '1')) > 1:   # under torchrun: before the process group exists (see "A clean teardown")
+    import torch._dynamo
+
 def dist_info()->tuple[int, int]:
     "This process's `(rank, world_size)`; `(0, 1)` without an initialised `torch.distributed`."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
@@ -317,13 +329,20 @@ def _share(idx:Tensor, rank:int, world:int)->Tensor:
 
 def _evaluate_all(model, X, Y, chunk, rank, world)->Eval:
     "`evaluate` on the whole set, the fixed chunks split across processes and summed."
-    if world == 1: return evaluate(model, X, Y, chunk)
-    n, s = len(X), torch.zeros(2, dtype=torch.float64, device=X.device)
-    for sl in chunk_slices(n, chunk)[rank::world]:
-        e = evaluate(model, X[sl], Y[sl], chunk)
-        s += torch.tensor([e.loss*e.n, round(e.acc*e.n)], dtype=torch.float64, device=X.device)
-    dist.all_reduce(s)
-    return Eval(s[0].item()/n, s[1].item()/n, n)
+    return evaluate(model, X, Y, chunk, shard=(rank, world))
+
+def all_reduce64(t:Tensor)->Tensor:
+    "Sum `t` over all processes, accumulated in float64 (returned in `t`'s dtype); `t` itself without `torch.distributed`."
+    if dist_info()[1] == 1: return t
+    s = t.double(); dist.all_reduce(s)
+    return s.to(t.dtype)
+
+def _all_reduce_grads(model):
+    "Sum every parameter's `.grad` over all processes in one float64 all-reduce (missing gradients count as zero)."
+    ps = [p for p in model.parameters() if p.requires_grad]
+    g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in ps])
+    dist.all_reduce(g)
+    for p, gi in zip(ps, g.split([p.numel() for p in ps])): p.grad = gi.view_as(p).to(p.dtype)
 
 # %% ../nbs/02_training.ipynb #1608038f
 def _has_bn(model)->bool: return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

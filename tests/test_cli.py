@@ -22,9 +22,9 @@ def test_run_in_a_terminal_with_bars(tmp_path):
     lines = screen(raw)
     assert rc == 0, raw[-3000:]
     assert 'Traceback' not in raw and 'error' not in raw.lower(), raw[-3000:]
-    assert 'trial 1/1 · epochs (batch 64) |' in raw and 'trial 1/1 · epochs (batch 150) |' in raw, raw[-3000:]  # SB, LB children
-    assert 'trial 1/1 · φ full ε=0.001' in raw and 'trial 1/1 · landscape points |' in raw, raw[-3000:]
-    assert any(l.startswith('trial 1/1 done in') for l in lines), lines
+    assert 'run-trial0-SB · epochs (batch 64) |' in raw and 'run-trial0-LB · epochs (batch 150) |' in raw, raw[-3000:]  # SB, LB children
+    assert 'run-trial0-SB · φ full ε=0.001' in raw and 'landscape-trial0 · landscape points |' in raw, raw[-3000:]
+    assert any(l.startswith('unit 1/2 run-trial0-SB done in') for l in lines), lines
     for t in ('Table 2', 'Table 3', 'Table 4'): assert t in lines, lines
     heads = [l for l in lines if l.startswith('| network |')]
     assert len(heads) == 3 and 'φ ε=0.001' in heads[1] and 'train loss' in heads[1] and '‖∇f‖' in heads[1], heads

@@ -11,6 +11,7 @@ import os, sys, json, subprocess
 from pathlib import Path
 from types import SimpleNamespace
 import pytest, torch, torch.nn as nn
+import lbsharp.training   # before any init_process_group: see "A clean teardown" in the training notebook
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -43,21 +44,15 @@ def worker(path):
     try:
         out = runs(Path(path).parent/'ck')
         if dist.get_rank() == 0: torch.save(out, path)
-        dist.barrier()  # all ranks done before teardown (gloo can abort a rank that leaves early)
     finally: dist.destroy_process_group()
 
-FLAKES = ('terminate called without an active exception', 'Address already in use', 'EADDRINUSE')
-
 def torchrun(args, tmp_path, n=2):
+    "One real `torchrun` launch; no retry (the gloo teardown abort is fixed at its root, see the training notebook)."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'LBSHARP_QUIET': '1', 'PYTHONPATH': f"{HERE}{os.pathsep}{ROOT}"}
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', *args]
-    for attempt in range(3):
-        r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-        # Known launch flakes on a shared CPU: now and then a gloo rank aborts in C++ teardown after all the work
-        # is done ("terminate called without an active exception"), or the standalone rendezvous port is taken.
-        # Rerun the launch in those cases only; its outputs are rewritten.
-        if r.returncode == 0 or not any(m in r.stderr for m in FLAKES): break
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'terminate called' not in r.stderr, r.stderr[-3000:]
     return r
 
 def _close_logs(a, b, tol):

@@ -1,0 +1,58 @@
+"""ε-sharpness, Hessian eigenvalues and trace under `torchrun` (gloo on CPU) equal one process's.
+
+Each process evaluates whole chunks of the training set (chunk k on process k mod P) and loss, gradient and
+Hessian-vector products are all-reduced in float64, so the chunks that define f with BatchNorm in batch mode are
+unchanged. The network has BatchNorm using batch statistics; 603 samples in chunks of 100 give 7 chunks, the last of
+3 samples, split 4/3 over 2 processes.
+"""
+import os, sys, json, subprocess
+from pathlib import Path
+import torch, torch.nn as nn
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+def setup():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(603, 8, generator=g); Y = (X @ torch.randn(8, 3, generator=g)).argmax(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16, track_running_stats=False), nn.ReLU(), nn.Linear(16, 3))
+    return model, X, Y
+
+def measures()->dict:
+    "Everything compared, in this process (1 process) or under torchrun."
+    from lbsharp.sharpness import sharpness, Hessian
+    model, X, Y = setup()
+    out = {}
+    for name, kw in dict(full=dict(), subspace=dict(p=5)).items():
+        r = sharpness(model, (X, Y), eps=1e-3, iters=4, chunk=100, **kw)
+        out[f'phi_{name}'], out[f'f0_{name}'] = r.phi, r.f0
+    for retain in (False, True):
+        H = Hessian(model, (X, Y), chunk=100, retain=retain)
+        out[f'top_{retain}'] = float(H.eigenvalues(k=1, tol=1e-8)[0])
+        out[f'trace_{retain}'] = H.trace(samples=8)[0]
+    return out
+
+def worker(path):
+    import torch.distributed as dist
+    from lbsharp.training import dist_info
+    dist.init_process_group('gloo')
+    try:
+        assert dist_info() == (int(os.environ['RANK']), 2)
+        out = measures()
+        if dist.get_rank() == 0: Path(path).write_text(json.dumps(out))
+    finally: dist.destroy_process_group()
+
+def test_two_processes_equal_one(tmp_path):
+    one = measures()
+    script = tmp_path/'w.py'
+    script.write_text("import sys\nfrom test_sharpness_dist import worker\nworker(sys.argv[1])\n")
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'LBSHARP_QUIET': '1', 'PYTHONPATH': f"{HERE}{os.pathsep}{ROOT}"}
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script),
+                        str(tmp_path/'two.json')], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    two = json.loads((tmp_path/'two.json').read_text())
+    assert two.keys() == one.keys()
+    for k in one:
+        assert abs(two[k] - one[k]) <= 1e-6*abs(one[k]), (k, two[k], one[k])
+    assert one['phi_full'] > 0 and one['top_False'] > 0
