@@ -9,7 +9,8 @@ from pathlib import Path
 from .experiments import (all_presets, preset, run, report, load_runs, summarize, table, exp_from_dict,
                                  exp_to_dict, load_model, DATASET_NAMES, Experiment, read_json, load_data,
                                  sharp_kwargs, _sharp_data)
-from .experiments import PAPER, PAPER_DATA, CAP, pm, stops_text, rule_text
+from .experiments import PAPER, PAPER_DATA, CAP, pm, stops_text, rule_text, UnitBusy
+from .cluster import JobsFailed
 
 # %% auto #0
 __all__ = ['parse_sets', 'headline', 'presets_table', 'main']
@@ -220,6 +221,6 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         elif a.cmd == 'sharpness': _sharpness(a)
         elif a.cmd == 'presets': print(presets_table())
         else: p.print_help(); return 2
-    except (ValueError, FileNotFoundError) as e:   # user errors: one line naming the value and the fix; anything else keeps its traceback
+    except (ValueError, FileNotFoundError, UnitBusy, JobsFailed) as e:  # user errors and failed jobs: what happened and the fix; anything else keeps its traceback
         print(f"lbsharp {a.cmd}: error: {e}", file=sys.stderr); return 2
     return 0
