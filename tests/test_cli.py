@@ -29,6 +29,8 @@ def test_run_in_a_terminal_with_bars(tmp_path):
     heads = [l for l in lines if l.startswith('| network |')]
     assert len(heads) == 3 and 'φ ε=0.001' in heads[1] and 'train loss' in heads[1] and '‖∇f‖' in heads[1], heads
     assert any(l.startswith('Report:') for l in lines) and (tmp_path/'r'/'report.md').exists()
+    reading = [l for l in lines if l.startswith('Reading. Agrees with the paper:')]
+    assert len(reading) == 1 and 'not one of the paper' in reading[0], lines   # mlp-mnist1d has no paper row: said plainly
 
 @pytest.fixture(scope='module')
 def finished(tmp_path_factory):
