@@ -25,10 +25,11 @@ def _batched_rows(g:Tensor, params:list, Vt:Tensor)->Tensor:  # k×n: the rows (
 
 @patch
 def mm(self:Hessian,
-       V:Tensor,           # n×k block of vectors (a flat vector is taken as n×1)
-       fresh:bool=False    # rebuild the gradient graphs instead of using the kept ones (`retain`)
-      )->Tensor:           # H @ V, n×k (or n for a flat V)
-    "H @ V: k Hessian-vector products in one pass over the data, batched in each chunk's backward."
+       V:Tensor,              # n×k block of vectors (a flat vector is taken as n×1)
+       fresh:bool=False,      # rebuild the gradient graphs instead of using the kept ones (`retain`)
+       batched:bool|None=None # one `vmap`-batched backward per chunk; False: k backwards; None: batched off the CPU
+      )->Tensor:              # H @ V, n×k (or n for a flat V)
+    "H @ V: k Hessian-vector products in one pass over the data, sharing each chunk's forward and gradient graph."
     one = V.ndim == 1
     if one: V = V[:, None]
     if V.ndim != 2 or V.shape[0] != self.n:
@@ -36,8 +37,12 @@ def mm(self:Hessian,
     q = self.params[0]
     Vt = V.T.to(q.device, q.dtype).contiguous()
     out = torch.zeros_like(Vt)
+    if batched is None: batched = q.device.type != 'cpu'
     def hv(g):
-        if g.requires_grad: out.add_(_batched_rows(g, self.params, Vt))
+        if not g.requires_grad: return
+        if batched: out.add_(_batched_rows(g, self.params, Vt))
+        else:
+            for i, v in enumerate(Vt): out[i].add_(_grad(g @ v, self.params, retain_graph=True))
     if self.retain and not fresh:
         if self._graphs is None or self._graphs[0] != self._weights_id(): self._build()
         for g in self._graphs[1]: hv(g)
