@@ -11,7 +11,7 @@ The operator is the Hessian of the mean cross-entropy of F1 (784-5x512-10, Batch
 subset of `--n-samples` Fashion-MNIST training samples (one chunk, so every library sees the same f), after a short SB training
 run. Rows, each with a ratio to the best peer and the target:
   1. one Hessian-vector product / one gradient (single `mv`, and per product inside an 8-vector `mm`)  <= 1.5
-  2. top-1 and 3. top-5 eigenvalues, tol 1e-3: lbsharp / best peer                                     <= 0.25 (top-5)
+  2. top-1 and 3. top-5 eigenvalues, tol 1e-3: lbsharp / best peer that agrees (to 1e-2)              <= 0.25 (top-5)
   4. trace at equal standard error: lbsharp Hutch++ / PyHessian's Hutchinson                           <= 0.5
   5. spectral density at the same Lanczos steps and vectors: lbsharp / fastest peer                    <= 1
   6. subspace evaluation at 15M parameters / full-space evaluation                                     <= 1.2
@@ -115,12 +115,17 @@ def main():
             peer_time('curvlinops 3.0.1 + eigsh', f, a.repeats, rows)
         print(f"\n[{2 if k == 1 else 3}] top-{k} eigenvalues, tol 1e-3")
         for name, (t, w) in rows.items(): print(f"    {name:30s} {t:7.2f} s  {np.array2string(np.asarray(w)[:k], precision=5)}")
-        peer = {kk: vv for kk, vv in rows.items() if kk != 'lbsharp'}
+        ref = np.median([np.asarray(vv[1])[:k] for vv in rows.values()], axis=0)   # the answer most libraries give
+        peer = {}
+        for kk, (t, w) in rows.items():
+            err = float(np.max(np.abs(np.asarray(w)[:k] - ref)/np.abs(ref)))
+            if err > 1e-2: print(f"    {kk}: eigenvalues differ from the median of all libraries by {err:.1e} (relative): "
+                                 f"not converged, excluded from the comparison")
+            elif kk != 'lbsharp': peer[kk] = t
         if peer:
-            best = min(peer, key=lambda kk: peer[kk][0])
-            agree = max(abs(rows['lbsharp'][1][0] - vv[1][0])/abs(vv[1][0]) for vv in peer.values())
-            print(f"    lbsharp / best peer ({best}): {verdict(rows['lbsharp'][0]/peer[best][0], 0.25 if k == 5 else 1.0)}; "
-                  f"largest relative difference of the top eigenvalue {agree:.1e}")
+            best = min(peer, key=peer.get)
+            r = rows['lbsharp'][0]/peer[best]
+            print(f"    lbsharp / best agreeing peer ({best}): {verdict(r, 0.25) if k == 5 else f'ratio {r:6.3f} (no target)'}")
 
     # 4. trace at equal standard error
     print(f"\n[4] trace at equal standard error")
