@@ -99,7 +99,7 @@ def lanczos(op,                 # operator with `n` and `mm` (a `Hessian`, a `Ma
     Q[:, 0] = (V0/V0.norm(dim=0)).T
     al, be, lens = np.zeros((k, steps)), np.zeros((k, steps)), np.full(k, steps)
     act = list(range(k))
-    for j in progress(range(steps), quiet=quiet, comment='Lanczos', leave=False):
+    for j in progress(range(steps), quiet=quiet, label=f'Lanczos ({k} vectors)'):
         W = _mm(op, Q[act, j].T, block or len(act)).T
         done = []
         for w, c in zip(W, act):
