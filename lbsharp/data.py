@@ -366,6 +366,32 @@ def _timit(root=None, download=False,
                    dict(source=str(p), origin='user-supplied .npz',
                         preprocessing='as supplied in timit.npz (Kaldi features prepared by the user); nothing further'))
 
+# %% ../nbs/00_data.ipynb #m1dcache2
+_MNIST1D_KEYS = ('x', 'y', 'x_test', 'y_test')
+
+def _mnist1d_dir(root=None)->Path|None:
+    "Where generated MNIST-1D sets are kept: `mnist1d/` in the first writable data directory (None: nowhere)."
+    try: return _writable_base(root)/'mnist1d'
+    except PermissionError: return None
+
+def _mnist1d_cached(name:str, root=None)->dict|None:
+    "A generated MNIST-1D set saved earlier by `_mnist1d_save`, or None."
+    d = _mnist1d_dir(root)
+    if d is None or not (d/name).is_file(): return None
+    try:
+        with np.load(d/name) as z: return {k: z[k] for k in _MNIST1D_KEYS}
+    except (OSError, KeyError, ValueError): return None     # unreadable: generate again
+
+def _mnist1d_save(name:str, root, d:dict):
+    "Save a generated set atomically in the first writable data directory (skipped when there is none)."
+    dest = _mnist1d_dir(root)
+    if dest is None: return
+    dest.mkdir(exist_ok=True)
+    tmp = dest/f'.{name}.{os.getpid()}.tmp.npz'
+    try:
+        np.savez(tmp, **{k: d[k] for k in _MNIST1D_KEYS}); os.replace(tmp, dest/name)
+    except OSError: tmp.unlink(missing_ok=True)
+
 # %% ../nbs/00_data.ipynb #f8e2780a
 def _mnist1d(root=None, download=False,
              n_samples:int=5000,      # samples generated in total (train + test), a multiple of 10
@@ -376,11 +402,15 @@ def _mnist1d(root=None, download=False,
     from mnist1d.data import make_dataset, get_dataset_args
     if n_samples < 10 or n_samples % 10: raise ValueError(f"n_samples={n_samples} must be a positive multiple of 10 (equal classes), e.g. 5000")
     if not 0 < train_split < 1: raise ValueError(f"train_split={train_split} must lie strictly between 0 and 1, e.g. 0.8")
-    args = get_dataset_args()
-    args.num_samples, args.seed, args.train_split = n_samples, seed, train_split
-    states = np.random.get_state(), random.getstate()
-    try: d = make_dataset(args)
-    finally: np.random.set_state(states[0]); random.setstate(states[1])
+    name = f"mnist1d-{version('mnist1d')}-n{n_samples}-seed{seed}-split{train_split:g}.npz"
+    d = _mnist1d_cached(name, root)
+    if d is None:
+        args = get_dataset_args()
+        args.num_samples, args.seed, args.train_split = n_samples, seed, train_split
+        states = np.random.get_state(), random.getstate()
+        try: d = make_dataset(args)
+        finally: np.random.set_state(states[0]); random.setstate(states[1])
+        _mnist1d_save(name, root, d)
     t = lambda k, dt: torch.from_numpy(np.ascontiguousarray(d[k], dtype=dt))
     return Dataset('mnist1d', t('x', np.float32), t('y', np.int64), t('x_test', np.float32), t('y_test', np.int64), MNIST_CLASSES,
                    dict(source=f"generated: mnist1d {version('mnist1d')} make_dataset(num_samples={n_samples}, seed={seed}, train_split={train_split})",
