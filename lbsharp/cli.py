@@ -6,11 +6,11 @@
 from __future__ import annotations
 import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
-from .experiments import (all_presets, preset, run, report, load_runs, summarize, table, exp_from_dict,
-                                 exp_to_dict, load_model, DATASET_NAMES, Experiment, read_json, load_data,
-                                 sharp_kwargs, _sharp_data)
-from .experiments import PAPER, PAPER_DATA, CAP, pm, stops_text, rule_text, UnitBusy
-from .cluster import JobsFailed
+from .sharpness import sharpness, eval_mode
+from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
+                                 read_json, load_data, sharp_kwargs, _sharp_data, units, unit_name, PAPER, UnitBusy)
+from .report import report, summarize, table, DATASET_NAMES, PAPER_DATA, CAP, pm, stops_text, rule_text
+from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
 
 # %% auto #0
 __all__ = ['parse_sets', 'headline', 'reading', 'presets_table', 'main']
@@ -190,8 +190,6 @@ def _run(name, out, sets, quiet, keep=False, a=None):
     out = Path(out or f'runs/{name}')
     t0 = time.time()
     if a is not None and a.executor:
-        from lbsharp.cluster import submit, slurm_parameters, sbatch_script
-        from lbsharp.experiments import units, unit_name
         kw = dict(timeout_min=a.timeout_min, gpus_per_job=a.gpus_per_job)
         if a.executor == 'slurm': kw.update(partition=a.slurm_partition, cpus_per_job=a.cpus_per_job, mem_gb=a.mem_gb)
         if a.dry_run:
@@ -208,7 +206,6 @@ def _experiment_file(model:Path)->Path|None:
     return next((d/'experiment.json' for d in list(Path(model).resolve().parents)[:3] if (d/'experiment.json').exists()), None)
 
 def _sharpness(a):
-    from lbsharp.sharpness import sharpness, eval_mode
     model = load_model(a.model, a.device)
     f = None if a.dataset else _experiment_file(a.model)
     if f is not None:

@@ -15,6 +15,7 @@ from scipy.optimize import minimize, Bounds
 from scipy.sparse.linalg import LinearOperator, eigsh
 from .training import evaluate, progress, dist_info, all_reduce64
 from .data import subset_indices
+from .networks import bn_layers
 
 # %% auto #0
 __all__ = ['FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'Subspace', 'lbfgsb', 'Sharpness', 'box_sharpness',
@@ -332,7 +333,7 @@ def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (
 
 def eval_mode(model:nn.Module)->str:  # description recorded in results
     "How `evaluate` runs `model`: eval mode (dropout off) and the BatchNorm statistics used."
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = bn_layers(model)
     if not bns: return 'eval (dropout off), no BatchNorm'
     kinds = sorted({'running' if m.track_running_stats else 'batch' for m in bns})
     return f"eval (dropout off), BatchNorm with {' and '.join(kinds)} statistics"

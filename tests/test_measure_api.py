@@ -6,7 +6,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lbsharp.data import Dataset
 from lbsharp.sharpness import exact_hessian
 from lbsharp import sharpness as S
-from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, landscape, BN_MODES
+from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN
+from lbsharp.landscape import landscape
 
 
 def mlp(seed=0, dropout=True, dtype=torch.float32):
@@ -95,7 +96,7 @@ def test_cuda_follows_model(model, data):
 
 # --- modes, restoration, determinism --------------------------------------------------------------------
 
-@pytest.mark.parametrize('bn', list(BN_MODES))
+@pytest.mark.parametrize('bn', list(MEASURE_BN))
 def test_mode_recorded_and_model_restored(model, data, bn):
     before = copy.deepcopy(model.state_dict())
     r = sharpness(model, data, iters=2, bn=bn)
