@@ -20,7 +20,7 @@ from .landscape import parametric, plot_line
 
 # %% auto #0
 __all__ = ['FORMAT', 'EXTRAS', 'PROTOCOLS', 'read_json', 'environment', 'load_data', 'save_model', 'load_model', 'sharp_kwargs',
-           'measure_extras', 'measure', 'run_one', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit',
+           'measure_extras', 'measure_model', 'run_one', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit',
            'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #21187ca5
@@ -128,7 +128,7 @@ def measure_extras(exp:Experiment, model, X, Y, seed:int)->dict:
     if 'noise' in exp.extras: out['noise'] = noise_scale(model, (X, Y), seed=seed, chunk=exp.chunk)
     return out
 
-def measure(exp:Experiment, model, X, Y, d:Path|None=None)->list:
+def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
     "Every sharpness measurement of `exp` on `model` (each ε, full space and p-dim subspace), stored one by one in `d`."
     out = []
     spaces = [('full', None)] + ([('subspace', exp.p)] if exp.p else [])
@@ -171,7 +171,7 @@ def run_one(exp:Experiment, data:Dataset, x0:dict, trial:int, regime:str, d:Path
     save_model(model, d/'model.pt')
     X, Y = _sharp_data(exp, data)
     t0 = time.perf_counter()
-    sharp = measure(exp, model, X, Y, d)
+    sharp = measure_model(exp, model, X, Y, d)
     extras = measure_extras(exp, model, X, Y, seed)
     x_0 = torch.nn.utils.parameters_to_vector(x0[k] for k, _ in model.named_parameters())
     x_1 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
@@ -362,7 +362,7 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False,
             model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
             ck = load_checkpoint(d_sb/'checkpoints'/f'epoch_{k:04d}.pt', model)
             hist = train(model, data, batch=exp.regimes['LB'], epochs=exp.epochs, lr=exp.lr, seed=seed, chunk=exp.chunk, quiet=True)
-            sharp = measure(_one_measure(exp), model, X, Y, d)
+            sharp = measure_model(_one_measure(exp), model, X, Y, d)
             sb_row = ck['history']['log'][-1]
             write_json(d/'result.json', dict(format=FORMAT, kind='warmstart', experiment=exp.name, trial=t, warm_epoch=k,
                        sb=dict(test_acc=sb_row['test_acc'], train_loss=sb_row['train_loss']), final=_final(hist), sharpness=sharp,
@@ -387,7 +387,7 @@ def trajectory(exp:Experiment, out:str|Path, quiet:bool=False,
                 model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
                 ck = load_checkpoint(ck_path, model)
                 row = ck['history']['log'][-1]
-                m = measure(_one_measure(exp), model, X, Y)[0]
+                m = measure_model(_one_measure(exp), model, X, Y)[0]
                 pts.append(dict(epoch=row['epoch'], train_loss=row['train_loss'], test_acc=row['test_acc'], phi=m['phi']))
             write_json(f, dict(format=FORMAT, kind='trajectory', regime=regime, trial=t, points=pts,
                                environment=environment(exp.device), settings=exp_to_dict(exp)))

@@ -16,6 +16,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
 from .training import evaluate, chunk_slices, progress, jsonable, write_json
 from .networks import bn_layers
+from .sharpness import data_form
 from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
 
 # %% auto #0
@@ -341,6 +342,6 @@ def landscape(model:nn.Module,       # network at the centre x (evaluated in pla
         data_ns = SimpleNamespace(Xtr=X, Ytr=Y, Xte=splits[-1][1], Yte=splits[-1][2])
         res = scan(model, data_ns, d1, d2, coords, chunk=chunk, test=len(splits) > 1, quiet=quiet, meta=meta, loss_fn=loss)
     npts = len(res['x'])*(len(res['y']) if dims == 2 else 1)
-    res['settings'].update(mode=mode, loss=loss.__name__, evaluations=npts*len(splits) + 2*check,
+    res['settings'].update(mode=mode, loss=loss.__name__, data=data_form(data), evaluations=npts*len(splits) + 2*check,
                            seconds=time.perf_counter() - t0)
     return res

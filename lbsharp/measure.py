@@ -15,26 +15,15 @@ from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
 from .training import evaluate, progress, chunk_slices
-from .sharpness import Sharpness, Hessian, train_tensors, trainable_params, eval_mode, sharpness as _sharpness
+from .sharpness import (Sharpness, Hessian, train_tensors, trainable_params, eval_mode, in_order, data_form,
+                              sharpness as _sharpness)
 from .networks import bn_layers
 
 # %% auto #0
-__all__ = ['MEASURE_BN', 'in_order', 'as_tensors', 'as_loss', 'preserved', 'recompute_bn_stats', 'measuring', 'probe',
-           'sharpness', 'Spectrum', 'hessian_spectrum']
+__all__ = ['MEASURE_BN', 'as_tensors', 'as_loss', 'preserved', 'recompute_bn_stats', 'measuring', 'probe', 'sharpness',
+           'Spectrum', 'hessian_spectrum']
 
 # %% ../nbs/03a_measure.ipynb #c637919d
-def _batches(loader:DataLoader):
-    "(inputs, labels) batches of `loader`, checked."
-    for i, b in enumerate(loader):
-        if isinstance(b, dict):
-            raise TypeError(f"the DataLoader yields dicts (keys {sorted(b)}), expected (inputs, labels) pairs of tensors; "
-                            "give it a collate_fn that returns (x, y), or pass (X, Y) tensors")
-        if not (isinstance(b, (tuple, list)) and len(b) >= 2 and isinstance(b[0], Tensor) and isinstance(b[1], Tensor)):
-            what = type(b).__name__ + (f" of length {len(b)}" if isinstance(b, (tuple, list)) else '')
-            raise TypeError(f"batch {i} of the DataLoader is a {what}, expected an (inputs, labels) pair of tensors "
-                            "(extra items after the first two are ignored); pass (X, Y) tensors or fix the dataset's __getitem__")
-        yield b[0], b[1]
-
 def _random_items(ds)->bool:
     "Whether fetching item 0 of a map-style dataset twice gives different inputs (random transforms)."
     try: a, b = ds[0], ds[0]
@@ -42,22 +31,13 @@ def _random_items(ds)->bool:
     a, b = (a[0], b[0]) if isinstance(a, (tuple, list)) else (a, b)
     return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and not torch.equal(a, b)
 
-def in_order(loader:DataLoader, # a DataLoader, possibly shuffling
-             warn:bool=True     # warn when it re-wraps
-            )->DataLoader:      # `loader` itself, or its dataset read in index order
-    "`loader` if it reads its dataset in order; else a loader over the same dataset in index order (same batch size and collate_fn)."
-    if isinstance(loader.dataset, IterableDataset) or isinstance(loader.sampler, SequentialSampler): return loader
-    if warn: warnings.warn(f"the DataLoader samples its data ({type(loader.sampler).__name__}), so f would change between "
-                           "evaluations; lbsharp reads its dataset once in index order instead (pass shuffle=False to silence this)")
-    return DataLoader(loader.dataset, batch_size=loader.batch_size or 256, shuffle=False, collate_fn=loader.collate_fn)
-
 # %% ../nbs/03a_measure.ipynb #2b953247
 def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Dataset, or a DataLoader (any order)
                model:nn.Module,       # the model: X and Y go to its device, float inputs to its dtype
                subset:int|None=None,  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
                batch_size:int=256     # batch size for reading a torch Dataset
               )->tuple[Tensor, Tensor]: # (X, Y) defining f, on the model's device
-    "The training inputs and labels that define f, read once from any of the accepted data forms."
+    "The training inputs and labels that define f, checked, then read once by `lbsharp.sharpness.train_tensors`."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     trainable_params(model)                   # raises early for a model with nothing to measure
     if isinstance(data, Tensor):
@@ -68,10 +48,6 @@ def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Data
         if not isinstance(data.dataset, IterableDataset) and _random_items(data.dataset):
             warnings.warn("the dataset returns a different item 0 each time (random transforms/augmentation?): f is "
                           "measured on the one draw read now; use the dataset without augmentation for a reproducible f")
-        xs, ys = zip(*_batches(in_order(data))) if len(data) else ((), ())
-        if not xs: raise ValueError("the DataLoader yields no batches (an empty dataset, or drop_last with fewer samples "
-                                    "than batch_size): the measurement needs the training data")
-        data = (torch.cat(xs), torch.cat(ys))
     elif isinstance(data, (tuple, list)):
         if not (len(data) == 2 and all(isinstance(t, Tensor) for t in data)):
             raise TypeError(f"data given as a {type(data).__name__} must be (X, Y): two tensors, inputs and labels; "
@@ -200,7 +176,7 @@ def sharpness(model:nn.Module,        # classifier returning logits, measured at
     X, Y = as_tensors(data, model, subset)
     with measuring(model, bn, X, chunk) as mode:
         r = _sharpness(model, (X, Y), eps=eps, p=p, adaptive=adaptive, chunk=chunk, loss_fn=as_loss(loss_fn), **kwargs)
-    r.mode = mode
+    r.mode, r.data = mode, data_form(data)
     return r
 
 # %% ../nbs/03a_measure.ipynb #d494c84e
@@ -217,7 +193,9 @@ class Spectrum:
     mode:str                    # evaluation mode of the network
     loss:str                    # loss function
     chunk:int                   # evaluation chunk
+    data:str|None=None          # how the training data were read (`data_form`)
     vectors:Tensor|None=field(default=None, repr=False)  # n×k eigenvectors (if asked for)
+
     def __repr__(self):
         tr = '' if self.trace is None else f", trace={self.trace:.4g} ± {self.trace_se:.2g}"
         return (f"Spectrum(eigenvalues={[float(f'{v:.4g}') for v in self.eigenvalues]}{tr}, products={self.products}, "
@@ -249,4 +227,4 @@ def hessian_spectrum(model:nn.Module,      # classifier returning logits (its we
         w, V = out if vectors else (out, None)
         tr, se = H.trace(trace, seed) if trace else (None, None)
     return Spectrum([float(v) for v in w], tr, se, H.products, time.perf_counter() - t0, H.n, len(X), mode,
-                    loss.__name__, chunk, V)
+                    loss.__name__, chunk, data_form(data), V)

@@ -4,7 +4,8 @@ The order is the tutorial's: notebooks sorted by file name (`00_data`, `01_netwo
 `03_sharpness`, ...), each exporting one module (`#| default_exp NAME`). Two checks:
 - statically (ast), every `import`/`from ... import` of an lbsharp module anywhere in a module — at the top or inside
   a function — names an earlier module, and none hides inside a function (no function-local imports to dodge a cycle);
-- at run time, in a fresh interpreter, importing the modules one by one in notebook order never loads a later one.
+- at run time, in a fresh interpreter (with the bare package, not its `__init__`, which gathers the public API),
+  importing the modules one by one in notebook order never loads a later one.
 Either failure names the offending import.
 """
 import ast, json, subprocess, sys
@@ -65,7 +66,9 @@ def test_imports_point_down():
 
 def test_fresh_interpreter_in_notebook_order():
     code = f"""
-import importlib, sys
+import importlib, sys, types
+pkg = types.ModuleType('{PKG}'); pkg.__path__ = [{str(ROOT/PKG)!r}]; pkg.__file__ = {str(ROOT/PKG/'__init__.py')!r}
+pkg.__version__ = 'test'; sys.modules['{PKG}'] = pkg    # the bare package: its __init__ gathers every module at once
 order = {ORDER!r}
 for i, m in enumerate(order):
     importlib.import_module('{PKG}.' + m)
@@ -74,6 +77,13 @@ for i, m in enumerate(order):
 print('ok')
 """
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip().endswith('ok'), r.stderr[-3000:] or r.stdout
+
+
+def test_public_api_imports_in_a_fresh_interpreter():
+    "`import lbsharp as lbs` works on its own and gives the names of `lbsharp.__all__`."
+    r = subprocess.run([sys.executable, '-c', f"import {PKG} as lbs; missing = [n for n in lbs.__all__ if not hasattr(lbs, n)]; "
+                        "assert not missing, missing; print('ok')"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip().endswith('ok'), r.stderr[-3000:] or r.stdout
 
 

@@ -3,7 +3,8 @@ import math, warnings
 import numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector
 
-from lbsharp import sharpness as S
+import importlib
+S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
 from lbsharp.sharpness import sharpness, box_sharpness, box_bounds, Subspace, Hessian, lbfgsb, exact_hessian
 
 
