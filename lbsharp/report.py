@@ -13,8 +13,8 @@ from .landscape import plot_line
 
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'summarize', 'pm', 'stops_text', 'table',
-           'rule_text', 'report', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep',
-           'plot_warmstart', 'plot_trajectory']
+           'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'plot_warmstart',
+           'plot_trajectory', 'rule_text', 'report', 'headline', 'verdict']
 
 # %% ../nbs/05a_reproduction.ipynb #10d0589f
 def _ms(v)->tuple:
@@ -109,48 +109,6 @@ def table(exp:Experiment,  # the experiment
                              f"not the stopping rule, so their φ is measured at an iterate that was still improving."]
     return '\n'.join(lines)
 
-# %% ../nbs/05a_reproduction.ipynb #c1a88382
-def rule_text(exp:Experiment)->str:
-    "The stopping rule of `exp` in words."
-    if exp.epochs: return f'{exp.epochs} epochs'
-    t = f'training loss <= {exp.target:g} or ' if exp.target is not None else ''
-    return (f'{t}a plateau (< {exp.min_delta:.0%} better over {exp.patience} epochs), the same for every regime; '
-            f'cap {exp.max_epochs} epochs')
-
-def report(out:str|Path,          # a results directory
-           dest:str|Path|None=None # where to write report.md, tables and figures (default: `out`)
-          )->Path:                # the report.md written
-    "Aggregate a results directory into the paper's tables (markdown + CSV) and figures (PNG)."
-    out = Path(out); dest = Path(dest or out); (dest/'figures').mkdir(parents=True, exist_ok=True)
-    exp, runs = load_runs(out)
-    md = [f"# {exp.name}: {_label(exp)}", '']
-    if exp.note: md += [f"> {exp.note}", '']
-    figs = {}
-    if exp.protocol == 'pairs' and runs:
-        s = summarize(exp, runs)
-        md += [f"{len({r['trial'] for r in runs})} trials; batch sizes "
-               + ', '.join(f"{k} = {v}" for k, v in exp.regimes.items())
-               + f"; stop: {rule_text(exp)}; "
-               f"BN mode {exp.bn}, evaluation chunk {exp.chunk}; sharpness: {exp.sharp_iters} L-BFGS-B iterations, "
-               f"f on {exp.sharp_subset or 'all'} training samples, subspace A ~ {exp.A_dist} (seed {exp.A_seed}), p = {exp.p}.", '']
-        for w, title in ((2, 'Table 2 — accuracy'), (3, 'Table 3 — sharpness, full space'), (4, 'Table 4 — sharpness, random subspace')):
-            if w == 4 and not exp.p: continue
-            md += [f"## {title}", '', table(exp, runs, w), '']
-            (dest/f'table{w}.csv').write_text(table(exp, runs, w, 'csv'))
-        figs['figure2.png'] = plot_accuracy(exp, runs)
-        if len(exp.regimes) > 2: figs['figure4.png'] = plot_batch_sweep(exp, runs)
-        else: figs['headline.png'] = plot_sharpness_bars(exp, runs)
-        for t in exp.landscape_trials:
-            for p, n in (('linear', 3), ('curvilinear', 7)):
-                if (out/f'trial{t}-{p}.json').exists(): figs[f'figure{n}-trial{t}.png'] = plot_parametric(out, t, p)
-    elif exp.protocol == 'warmstart': figs['figure5.png'] = plot_warmstart(out)
-    elif exp.protocol == 'trajectory': figs['figure6.png'] = plot_trajectory(out)
-    md += ['## Figures', '']
-    for name, fig in figs.items():
-        fig.savefig(dest/'figures'/name, dpi=110, bbox_inches='tight'); plt.close(fig)
-        md += [f"![{name}](figures/{name})", '']
-    f = dest/'report.md'; f.write_text('\n'.join(md)); return f
-
 # %% ../nbs/05a_reproduction.ipynb #69b8f328
 COLORS = {'SB': 'tab:blue', 'LB': 'tab:red'}
 
@@ -239,3 +197,122 @@ def plot_trajectory(out:str|Path, trial:int=0, ax:plt.Axes|None=None)->plt.Figur
     ax.set_xlabel('training cross-entropy (decreasing →)'); ax.set_ylabel(f'sharpness (full, ε={exp.eps[0]:g})'); ax.legend()
     ax.set_title(f"Figure 6 analogue: {_label(exp)}", fontsize=9)
     return ax.figure
+
+# %% ../nbs/05a_reproduction.ipynb #c1a88382
+def rule_text(exp:Experiment)->str:
+    "The stopping rule of `exp` in words."
+    if exp.epochs: return f'{exp.epochs} epochs'
+    t = f'training loss <= {exp.target:g} or ' if exp.target is not None else ''
+    return (f'{t}a plateau (< {exp.min_delta:.0%} better over {exp.patience} epochs), the same for every regime; '
+            f'cap {exp.max_epochs} epochs')
+
+def report(out:str|Path,          # a results directory
+           dest:str|Path|None=None # where to write report.md, tables and figures (default: `out`)
+          )->Path:                # the report.md written
+    "Aggregate a results directory into the paper's tables (markdown + CSV) and figures (PNG)."
+    out = Path(out); dest = Path(dest or out); (dest/'figures').mkdir(parents=True, exist_ok=True)
+    exp, runs = load_runs(out)
+    md = [f"# {exp.name}: {_label(exp)}", '']
+    if exp.note: md += [f"> {exp.note}", '']
+    figs = {}
+    if exp.protocol == 'pairs' and runs:
+        s = summarize(exp, runs)
+        md += [f"{len({r['trial'] for r in runs})} trials; batch sizes "
+               + ', '.join(f"{k} = {v}" for k, v in exp.regimes.items())
+               + f"; stop: {rule_text(exp)}; "
+               f"BN mode {exp.bn}, evaluation chunk {exp.chunk}; sharpness: {exp.sharp_iters} L-BFGS-B iterations, "
+               f"f on {exp.sharp_subset or 'all'} training samples, subspace A ~ {exp.A_dist} (seed {exp.A_seed}), p = {exp.p}.", '']
+        for w, title in ((2, 'Table 2 — accuracy'), (3, 'Table 3 — sharpness, full space'), (4, 'Table 4 — sharpness, random subspace')):
+            if w == 4 and not exp.p: continue
+            md += [f"## {title}", '', table(exp, runs, w), '']
+            (dest/f'table{w}.csv').write_text(table(exp, runs, w, 'csv'))
+        figs['figure2.png'] = plot_accuracy(exp, runs)
+        if len(exp.regimes) > 2: figs['figure4.png'] = plot_batch_sweep(exp, runs)
+        else: figs['headline.png'] = plot_sharpness_bars(exp, runs)
+        for t in exp.landscape_trials:
+            for p, n in (('linear', 3), ('curvilinear', 7)):
+                if (out/f'trial{t}-{p}.json').exists(): figs[f'figure{n}-trial{t}.png'] = plot_parametric(out, t, p)
+    elif exp.protocol == 'warmstart': figs['figure5.png'] = plot_warmstart(out)
+    elif exp.protocol == 'trajectory': figs['figure6.png'] = plot_trajectory(out)
+    md += ['## Figures', '']
+    for name, fig in figs.items():
+        fig.savefig(dest/'figures'/name, dpi=110, bbox_inches='tight'); plt.close(fig)
+        md += [f"![{name}](figures/{name})", '']
+    f = dest/'report.md'; f.write_text('\n'.join(md)); return f
+
+# %% ../nbs/05a_reproduction.ipynb #1a50f596
+def _where_line(reg:str, v:dict)->str:
+    "Where a regime's φ was measured, in words."
+    return (f"  {reg}: training loss {pm(v['train_loss'])}, ‖∇f‖ {pm(v['grad_norm'])}, {pm(v['epochs'], '.0f', '.0f')} epochs, "
+            f"{pm(v['updates'], '.0f', '.0f')} updates, stop: {stops_text(v['stops'])}")
+
+def headline(exp, runs)->str:
+    "The paper's two questions answered for these runs, beside the paper's row for this network (if it has one)."
+    s = summarize(exp, runs)
+    if not {'SB', 'LB'} <= set(s): return ''
+    sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
+    data, n = DATASET_NAMES.get(exp.dataset, exp.dataset), min(s['SB']['n'], s['LB']['n'])
+    if P:
+        pdata = DATASET_NAMES[PAPER_DATA[exp.network]]
+        ref = f"paper, {exp.network} on {pdata}" + ('' if PAPER_DATA[exp.network] == exp.dataset else f", not {data}")
+    lines = [f"{exp.network} on {data}, {n} trial{'s' if n != 1 else ''}{' (mean ± std)' if n > 1 else ''}. φ was measured at:",
+             _where_line('SB', sb), _where_line('LB', lb)]
+    gap = sb['test_acc'][0] - lb['test_acc'][0]
+    txt = (f"Test accuracy: SB {pm(sb['test_acc'], '.2f', '.2f', '%')}, LB {pm(lb['test_acc'], '.2f', '.2f', '%')} "
+           f"→ LB is {abs(gap):.2f} points {'worse' if gap > 0 else 'better'}")
+    if P:
+        pg = P['test_acc']['SB'][0] - P['test_acc']['LB'][0]
+        txt += f" ({ref}: {abs(pg):.2f} points {'worse' if pg > 0 else 'better'})"
+    lines.append(txt + '.')
+    for k in (k for k in sb if isinstance(k, tuple) and k in lb):
+        r = lb[k][0]/sb[k][0] if sb[k][0] > 0 else float('inf')
+        txt = (f"Sharpness ({k[0]}, ε={k[1]:g}): SB {pm(sb[k])}, LB {pm(lb[k])} "
+               f"→ LB/SB = {r:.3g}× ({'LB sharper' if r > 1 else 'LB flatter'})")
+        p = P[k[0]].get(k[1]) if P else None
+        if p: txt += f" ({ref}: {p['LB'][0]/p['SB'][0]:.3g}×)"
+        lines.append(txt + '.')
+    if not P: lines.append(f"The paper has no row for {exp.network} ({data} is not one of its data sets): "
+                           f"these numbers can be compared with the paper only in direction, not in size.")
+    capped = [f"{reg} ({v['cap']} of {v['n']} runs)" for reg, v in (('SB', sb), ('LB', lb)) if v['cap']]
+    if capped: lines.append(f"{CAP} {' and '.join(capped)} hit the {exp.max_epochs}-epoch cap: φ there is measured at an iterate "
+                            f"that was still improving, not where the stopping rule would have stopped.")
+    return '\n'.join(lines)
+
+def verdict(exp, runs)->str:
+    "One paragraph in plain words: what agrees with the paper's claims for these runs, and what does not."
+    s = summarize(exp, runs)
+    if not {'SB', 'LB'} <= set(s): return ''
+    sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
+    gap = sb['test_acc'][0] - lb['test_acc'][0]
+    ks = [k for k in sb if isinstance(k, tuple) and k in lb and sb[k][0] > 0]
+    rs = {k: lb[k][0]/sb[k][0] for k in ks}
+    sharper = [k for k in ks if rs[k] > 1]
+    yes, no = [], []
+    (yes if gap > 0 else no).append(f"LB generalizes {'worse' if gap > 0 else 'better'} ({abs(gap):.2f} points of test accuracy)")
+    if ks:
+        lo, hi = min(rs.values()), max(rs.values())
+        span = f"{lo:.3g}×" if len(rs) == 1 else f"{lo:.3g}–{hi:.3g}×"
+        if len(sharper) == len(ks): yes.append(f"LB's minima are sharper in every measure ({span})")
+        elif sharper: no.append(f"LB is sharper in only {len(sharper)} of {len(ks)} measures (LB/SB {span})")
+        else: no.append(f"LB is flatter in every measure (LB/SB {span})")
+    caps = sb['cap'] + lb['cap']
+    if caps: no.append(f"{caps} run(s) hit the epoch cap, so not every φ is measured where the stopping rule ends training")
+    else: yes.append(f"both regimes were stopped by the same rule, at training losses {sb['train_loss'][0]:.3g} (SB) and "
+                     f"{lb['train_loss'][0]:.3g} (LB), so the comparison is between minima by that rule, not iterates at a cap")
+    if lb['grad_norm'][0] > sb['grad_norm'][0]:
+        no.append(f"LB's ‖∇f‖ ({lb['grad_norm'][0]:.3g}) is larger than SB's ({sb['grad_norm'][0]:.3g}): it is further from a stationary point")
+    if P:
+        k = next((k for k in ks if k == ('full', 1e-3)), None)
+        if k and P['full'].get(1e-3):
+            pr = P['full'][1e-3]['LB'][0]/P['full'][1e-3]['SB'][0]
+            (yes if 0.5 <= rs[k]/pr <= 2 else no).append(f"the size of the effect: LB/SB φ(full, ε=1e-3) is {rs[k]:.3g}× here "
+                                                         f"and {pr:.3g}× in the paper's {exp.network} row")
+        if PAPER_DATA[exp.network] != exp.dataset:
+            no.append(f"the data set is {DATASET_NAMES.get(exp.dataset, exp.dataset)}, not the paper's "
+                      f"{DATASET_NAMES[PAPER_DATA[exp.network]]}, so sizes are comparable only in kind")
+    else: no.append(f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} is not one of the paper's experiments, "
+                    f"so only the direction of each effect can be compared, not its size")
+    n = min(sb['n'], lb['n'])
+    if n < 3: no.append(f"{n} trial{'s' if n != 1 else ''} cannot show the spread the paper's 5 trials do")
+    say = lambda xs: '; '.join(xs) if xs else 'nothing'
+    return f"Reading. Agrees with the paper: {say(yes)}. Differs: {say(no)}."
