@@ -6,6 +6,7 @@
 from __future__ import annotations
 import inspect, math, time, warnings
 from dataclasses import dataclass, field, fields
+from typing import Callable
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -109,7 +110,7 @@ def lbfgsb(fun,                   # `fun(y) -> (value, gradient)` of the functio
            iters:int,             # number of iterations to run (tolerance stops are off)
            m:int=10,              # memory of the limited-memory matrix (SciPy's default)
            maxls:int=20,          # maximum line-search steps per iteration (SciPy's default)
-           on_iter=None,          # called as `on_iter(k)` after iteration k
+           on_iter:Callable|None=None, # called as `on_iter(k)` after iteration k
            fast:bool|None=None    # drive `setulb` directly; None: `FAST_LBFGSB`
           )->tuple[int, str]:     # (iterations done, SciPy's stop message)
     "Minimise `fun` over the box [lo, hi] with exactly `iters` L-BFGS-B iterations."
@@ -241,7 +242,7 @@ def _check(eps, iters, solver, starts=1):
 def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat parameter tensor x
                   x:Tensor,             # the point (flat)
                   eps:float=1e-3,       # box size ε
-                  A=None,               # None (full space), a `Subspace`, or an n×p tensor
+                  A:Subspace|Tensor|None=None, # None (full space), a `Subspace`, or an n×p tensor
                   iters:int=10,         # L-BFGS-B iterations (the paper: 10)
                   solver:str='scaled',  # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see `SOLVERS`
                   n_data:int=1,         # M, the number of terms averaged in f (scales the 'sum' objective)
