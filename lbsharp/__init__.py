@@ -1,1 +1,26 @@
+"""lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
+
+The modules are the tutorial's chapters (data → networks → training → hooks → sharpness → measure → curvature →
+landscape → presets → experiments → report → remedies → cli); this file only gathers their public entry points.
+`lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with
+`from lbsharp.sharpness import ...` / `from lbsharp.landscape import ...`.
+"""
 __version__ = "0.1.0"
+
+# Maintained by hand (nbdev only updates the version line above); tests/test_api.py checks every name.
+from .data import load, Dataset
+from .networks import build, NETWORKS
+from .training import train, init_model, evaluate, History
+from .hooks import REMEDIES, train_kwargs, noise_scale
+from .sharpness import Hessian, Sharpness, train_tensors
+from .measure import sharpness, hessian_spectrum, Spectrum
+from .curvature import spectral_density, hutchinson, hutchpp, SpectralDensity
+from .landscape import landscape, parametric, plot_line, plot_contour
+from .presets import Experiment, preset, PRESETS, REMEDY_PRESETS
+from .experiments import run, load_runs
+from .report import report, table
+
+__all__ = ['load', 'Dataset', 'build', 'NETWORKS', 'train', 'init_model', 'evaluate', 'History', 'REMEDIES', 'train_kwargs',
+           'noise_scale', 'Hessian', 'Sharpness', 'train_tensors', 'sharpness', 'hessian_spectrum', 'Spectrum',
+           'spectral_density', 'hutchinson', 'hutchpp', 'SpectralDensity', 'landscape', 'parametric', 'plot_line',
+           'plot_contour', 'Experiment', 'preset', 'PRESETS', 'REMEDY_PRESETS', 'run', 'load_runs', 'report', 'table']

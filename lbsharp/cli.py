@@ -6,14 +6,14 @@
 from __future__ import annotations
 import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
-from .experiments import (all_presets, preset, run, report, load_runs, summarize, table, exp_from_dict,
-                                 exp_to_dict, load_model, DATASET_NAMES, Experiment, read_json, load_data,
-                                 sharp_kwargs, _sharp_data)
-from .experiments import PAPER, PAPER_DATA, CAP, pm, stops_text, rule_text, UnitBusy
-from .cluster import JobsFailed
+from .sharpness import sharpness, eval_mode
+from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
+                                 read_json, load_data, sharp_kwargs, _sharp_data, units, unit_name, PAPER, UnitBusy)
+from .report import report, summarize, table, headline, verdict, DATASET_NAMES, PAPER_DATA, CAP, pm, stops_text, rule_text
+from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
 
 # %% auto #0
-__all__ = ['parse_sets', 'headline', 'reading', 'presets_table', 'main']
+__all__ = ['parse_sets', 'presets_table', 'main']
 
 # %% ../nbs/07_cli.ipynb #a5771423
 def parse_sets(items:list[str])->dict:
@@ -26,83 +26,7 @@ def parse_sets(items:list[str])->dict:
         except json.JSONDecodeError: out[k.strip()] = v
     return out
 
-# %% ../nbs/07_cli.ipynb #1a50f596
-def _where(reg:str, v:dict)->str:
-    "Where a regime's φ was measured, in words."
-    return (f"  {reg}: training loss {pm(v['train_loss'])}, ‖∇f‖ {pm(v['grad_norm'])}, {pm(v['epochs'], '.0f', '.0f')} epochs, "
-            f"{pm(v['updates'], '.0f', '.0f')} updates, stop: {stops_text(v['stops'])}")
-
-def headline(exp, runs)->str:
-    "The paper's two questions answered for these runs, beside the paper's row for this network (if it has one)."
-    s = summarize(exp, runs)
-    if not {'SB', 'LB'} <= set(s): return ''
-    sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
-    data, n = DATASET_NAMES.get(exp.dataset, exp.dataset), min(s['SB']['n'], s['LB']['n'])
-    if P:
-        pdata = DATASET_NAMES[PAPER_DATA[exp.network]]
-        ref = f"paper, {exp.network} on {pdata}" + ('' if PAPER_DATA[exp.network] == exp.dataset else f", not {data}")
-    lines = [f"{exp.network} on {data}, {n} trial{'s' if n != 1 else ''}{' (mean ± std)' if n > 1 else ''}. φ was measured at:",
-             _where('SB', sb), _where('LB', lb)]
-    gap = sb['test_acc'][0] - lb['test_acc'][0]
-    txt = (f"Test accuracy: SB {pm(sb['test_acc'], '.2f', '.2f', '%')}, LB {pm(lb['test_acc'], '.2f', '.2f', '%')} "
-           f"→ LB is {abs(gap):.2f} points {'worse' if gap > 0 else 'better'}")
-    if P:
-        pg = P['test_acc']['SB'][0] - P['test_acc']['LB'][0]
-        txt += f" ({ref}: {abs(pg):.2f} points {'worse' if pg > 0 else 'better'})"
-    lines.append(txt + '.')
-    for k in (k for k in sb if isinstance(k, tuple) and k in lb):
-        r = lb[k][0]/sb[k][0] if sb[k][0] > 0 else float('inf')
-        txt = (f"Sharpness ({k[0]}, ε={k[1]:g}): SB {pm(sb[k])}, LB {pm(lb[k])} "
-               f"→ LB/SB = {r:.3g}× ({'LB sharper' if r > 1 else 'LB flatter'})")
-        p = P[k[0]].get(k[1]) if P else None
-        if p: txt += f" ({ref}: {p['LB'][0]/p['SB'][0]:.3g}×)"
-        lines.append(txt + '.')
-    if not P: lines.append(f"The paper has no row for {exp.network} ({data} is not one of its data sets): "
-                           f"these numbers can be compared with the paper only in direction, not in size.")
-    capped = [f"{reg} ({v['cap']} of {v['n']} runs)" for reg, v in (('SB', sb), ('LB', lb)) if v['cap']]
-    if capped: lines.append(f"{CAP} {' and '.join(capped)} hit the {exp.max_epochs}-epoch cap: φ there is measured at an iterate "
-                            f"that was still improving, not where the stopping rule would have stopped.")
-    return '\n'.join(lines)
-
-def reading(exp, runs)->str:
-    "One paragraph in plain words: what agrees with the paper's claims for these runs, and what does not."
-    s = summarize(exp, runs)
-    if not {'SB', 'LB'} <= set(s): return ''
-    sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
-    gap = sb['test_acc'][0] - lb['test_acc'][0]
-    ks = [k for k in sb if isinstance(k, tuple) and k in lb and sb[k][0] > 0]
-    rs = {k: lb[k][0]/sb[k][0] for k in ks}
-    sharper = [k for k in ks if rs[k] > 1]
-    yes, no = [], []
-    (yes if gap > 0 else no).append(f"LB generalizes {'worse' if gap > 0 else 'better'} ({abs(gap):.2f} points of test accuracy)")
-    if ks:
-        lo, hi = min(rs.values()), max(rs.values())
-        span = f"{lo:.3g}×" if len(rs) == 1 else f"{lo:.3g}–{hi:.3g}×"
-        if len(sharper) == len(ks): yes.append(f"LB's minima are sharper in every measure ({span})")
-        elif sharper: no.append(f"LB is sharper in only {len(sharper)} of {len(ks)} measures (LB/SB {span})")
-        else: no.append(f"LB is flatter in every measure (LB/SB {span})")
-    caps = sb['cap'] + lb['cap']
-    if caps: no.append(f"{caps} run(s) hit the epoch cap, so not every φ is measured where the stopping rule ends training")
-    else: yes.append(f"both regimes were stopped by the same rule, at training losses {sb['train_loss'][0]:.3g} (SB) and "
-                     f"{lb['train_loss'][0]:.3g} (LB), so the comparison is between minima by that rule, not iterates at a cap")
-    if lb['grad_norm'][0] > sb['grad_norm'][0]:
-        no.append(f"LB's ‖∇f‖ ({lb['grad_norm'][0]:.3g}) is larger than SB's ({sb['grad_norm'][0]:.3g}): it is further from a stationary point")
-    if P:
-        k = next((k for k in ks if k == ('full', 1e-3)), None)
-        if k and P['full'].get(1e-3):
-            pr = P['full'][1e-3]['LB'][0]/P['full'][1e-3]['SB'][0]
-            (yes if 0.5 <= rs[k]/pr <= 2 else no).append(f"the size of the effect: LB/SB φ(full, ε=1e-3) is {rs[k]:.3g}× here "
-                                                         f"and {pr:.3g}× in the paper's {exp.network} row")
-        if PAPER_DATA[exp.network] != exp.dataset:
-            no.append(f"the data set is {DATASET_NAMES.get(exp.dataset, exp.dataset)}, not the paper's "
-                      f"{DATASET_NAMES[PAPER_DATA[exp.network]]}, so sizes are comparable only in kind")
-    else: no.append(f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} is not one of the paper's experiments, "
-                    f"so only the direction of each effect can be compared, not its size")
-    n = min(sb['n'], lb['n'])
-    if n < 3: no.append(f"{n} trial{'s' if n != 1 else ''} cannot show the spread the paper's 5 trials do")
-    say = lambda xs: '; '.join(xs) if xs else 'nothing'
-    return f"Reading. Agrees with the paper: {say(yes)}. Differs: {say(no)}."
-
+# %% ../nbs/07_cli.ipynb #ca6c6e8e
 def _summary(out:Path, seconds:float)->str:
     exp, runs = load_runs(out)
     rep = report(out)
@@ -115,7 +39,7 @@ def _summary(out:Path, seconds:float)->str:
         for w in (2, 3, 4):
             if w == 4 and not exp.p: continue
             parts += [f"Table {w}", table(exp, runs, w), '']
-        parts += [headline(exp, runs), '', reading(exp, runs), '']
+        parts += [headline(exp, runs), '', verdict(exp, runs), '']
     parts += [f"Report:  {rep}", "Figures: " + ', '.join(str(f) for f in figs)]
     return '\n'.join(parts)
 
@@ -190,8 +114,6 @@ def _run(name, out, sets, quiet, keep=False, a=None):
     out = Path(out or f'runs/{name}')
     t0 = time.time()
     if a is not None and a.executor:
-        from lbsharp.cluster import submit, slurm_parameters, sbatch_script
-        from lbsharp.experiments import units, unit_name
         kw = dict(timeout_min=a.timeout_min, gpus_per_job=a.gpus_per_job)
         if a.executor == 'slurm': kw.update(partition=a.slurm_partition, cpus_per_job=a.cpus_per_job, mem_gb=a.mem_gb)
         if a.dry_run:
@@ -208,7 +130,6 @@ def _experiment_file(model:Path)->Path|None:
     return next((d/'experiment.json' for d in list(Path(model).resolve().parents)[:3] if (d/'experiment.json').exists()), None)
 
 def _sharpness(a):
-    from lbsharp.sharpness import sharpness, eval_mode
     model = load_model(a.model, a.device)
     f = None if a.dataset else _experiment_file(a.model)
     if f is not None:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #a4117335
 from __future__ import annotations
-import gzip, inspect, os, pickle, random, struct, zlib
+import gzip, inspect, os, pickle, random, struct, tempfile, zlib
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -15,7 +15,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CACHE_DIR', 'SYSTEM_DIR', 'NAMES', 'FILES', 'MNIST_CLASSES', 'FASHION_CLASSES', 'PIXELS_255', 'LOADERS', 'Dataset',
-           'subset_indices', 'data_roots', 'search_dirs', 'find_files', 'read_idx', 'read_cifar_pickle', 'load']
+           'subset_indices', 'data_roots', 'search_dirs', 'find_files', 'read_idx', 'read_cifar_pickle', 'atomic_write',
+           'load']
 
 # %% ../nbs/00_data.ipynb #813a93d8
 def _check_split(name, split, X, Y, k):
@@ -366,6 +367,22 @@ def _timit(root=None, download=False,
                    dict(source=str(p), origin='user-supplied .npz',
                         preprocessing='as supplied in timit.npz (Kaldi features prepared by the user); nothing further'))
 
+# %% ../nbs/00_data.ipynb #518f0736
+def atomic_write(path:str|Path, # destination (parent folders are created)
+                 write,         # `write(f)` writes the content to the open binary file `f`
+                )->Path:        # `path`
+    "Write a file atomically: `write` fills `NAME.*.tmp` next to `path`, which is fsynced and renamed onto `path`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp): os.remove(tmp)
+        raise
+    return path
+
 # %% ../nbs/00_data.ipynb #m1dcache2
 _MNIST1D_KEYS = ('x', 'y', 'x_test', 'y_test')
 
@@ -386,11 +403,8 @@ def _mnist1d_save(name:str, root, d:dict):
     "Save a generated set atomically in the first writable data directory (skipped when there is none)."
     dest = _mnist1d_dir(root)
     if dest is None: return
-    dest.mkdir(exist_ok=True)
-    tmp = dest/f'.{name}.{os.getpid()}.tmp.npz'
-    try:
-        np.savez(tmp, **{k: d[k] for k in _MNIST1D_KEYS}); os.replace(tmp, dest/name)
-    except OSError: tmp.unlink(missing_ok=True)
+    try: atomic_write(dest/name, lambda f: np.savez(f, **{k: d[k] for k in _MNIST1D_KEYS}))
+    except OSError: pass
 
 # %% ../nbs/00_data.ipynb #f8e2780a
 def _mnist1d(root=None, download=False,

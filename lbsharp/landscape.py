@@ -4,7 +4,9 @@
 
 # %% ../nbs/04_landscape.ipynb #535475bb
 from __future__ import annotations
-import math, json
+from typing import Callable
+import math, json, time
+from types import SimpleNamespace
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
@@ -12,33 +14,14 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
-from .training import evaluate, chunk_slices, progress
+from .training import evaluate, chunk_slices, progress, jsonable, write_json
+from .networks import bn_layers
+from .sharpness import data_form
+from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
 
 # %% auto #0
-__all__ = ['PATHS', 'preserved', 'check_compatible', 'path_coefs', 'recompute_bn_stats', 'parametric', 'plot_line', 'save_result',
-           'load_result', 'random_direction', 'scan', 'plot_contour', 'plot_surface']
-
-# %% ../nbs/04_landscape.ipynb #eab81c71
-def _running_bns(model): 
-    "BatchNorm layers of `model` that keep running statistics."
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-
-# %% ../nbs/04_landscape.ipynb #2fe2b53e
-@contextmanager
-def preserved(model:nn.Module): # model to restore on exit
-    "Restore `model`'s parameters, gradients, buffers, BN momenta and train/eval modes on exit, even after an exception."
-    params = list(model.parameters())
-    saved = [(p.data, p.data.clone(), p.grad) for p in params]
-    bufs = [(m, k, b, b.clone()) for m in model.modules() for k, b in m._buffers.items() if b is not None]
-    modes = [(m, m.training) for m in model.modules()]
-    moms = [(m, m.momentum) for m in _running_bns(model)]
-    try: yield model
-    finally:
-        with torch.no_grad():
-            for p, (d, c, g) in zip(params, saved): p.data = d; d.copy_(c); p.grad = g
-            for m, k, b, c in bufs: m._buffers[k] = b; b.copy_(c)
-        for m, t in modes: m.training = t
-        for m, mo in moms: m.momentum = mo
+__all__ = ['PATHS', 'check_compatible', 'path_coefs', 'parametric', 'plot_line', 'save_result', 'load_result', 'random_direction',
+           'scan', 'plot_contour', 'plot_surface', 'landscape']
 
 # %% ../nbs/04_landscape.ipynb #8c04f3ef
 def check_compatible(a:nn.Module,          # first model (e.g. the SB solution)
@@ -75,26 +58,6 @@ def path_coefs(alpha:float,          # position on the path (0: SB, 1: LB)
         return _snap(math.cos(t)), _snap(math.sin(t))
     raise ValueError(f"path={path!r} is unknown; use one of {list(PATHS)}")
 
-# %% ../nbs/04_landscape.ipynb #a144d03a
-def recompute_bn_stats(model:nn.Module, # network whose BN running statistics are re-estimated in place
-                       X:Tensor,        # training inputs, on the model's device
-                       chunk:int=5000   # forward-pass chunk size (the evaluation chunk)
-                      )->nn.Module:     # the same model
-    "Reset the BatchNorm running statistics of `model` and re-estimate them from `X` (train-mode BN, fixed chunks, no grad)."
-    bns = _running_bns(model)
-    if not bns: return model
-    modes, moms = [(m, m.training) for m in model.modules()], [(m, m.momentum) for m in bns]
-    try:
-        model.eval()
-        for m in bns: m.reset_running_stats(); m.momentum = None; m.train()
-        with torch.no_grad():
-            for s in chunk_slices(len(X), chunk):
-                if s.stop - s.start > 1: model(X[s])
-    finally:
-        for m, t in modes: m.training = t
-        for m, mo in moms: m.momentum = mo
-    return model
-
 # %% ../nbs/04_landscape.ipynb #d8cdfdac
 def _grid(v, name, default):
     "A validated 1-D grid of finite floats."
@@ -126,24 +89,14 @@ def _sweep(model, splits, points, set_point, chunk, quiet, loss_fn=F.cross_entro
     return out
 
 def _bn_settings(model, bn_stats):
-    running = bool(_running_bns(model))
+    running = bool(bn_layers(model, running=True))
     return dict(bn_running_stats=running, bn_stats=bn_stats if running else 'none (batch statistics or no BN)')
-
-def _jsonable(o):
-    "`o` with tensors, numpy values and tuples turned into JSON types (non-finite floats -> None)."
-    if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
-    if isinstance(o, (Tensor, np.ndarray)): return _jsonable(o.tolist())
-    if isinstance(o, np.generic): o = o.item()
-    if isinstance(o, float): return o if math.isfinite(o) else None
-    if o is None or isinstance(o, (str, int, bool)): return o
-    return str(o)
 
 # %% ../nbs/04_landscape.ipynb #2bd183b4
 def parametric(sb:nn.Module,               # small-batch solution x_SB (α=0); evaluated in place, restored afterwards
                lb:nn.Module,               # large-batch solution x_LB (α=1), same architecture; only read
                data,                       # `lbsharp.data.Dataset` (uses Xtr, Ytr and, if `test`, Xte, Yte)
-               alphas=None,                # α grid; default `np.linspace(-1, 2, 25)` as in the official code
+               alphas:list|np.ndarray|None=None,                # α grid; default `np.linspace(-1, 2, 25)` as in the official code
                path:str='linear',          # 'linear' (Figure 3) or 'curvilinear' (Figure 7)
                chunk:int=5000,             # evaluation chunk, as the official `batch_size=5000`; recorded
                bn_stats:str='interpolate', # BN running statistics: 'interpolate' them or 'recompute' them at each point
@@ -161,7 +114,7 @@ def parametric(sb:nn.Module,               # small-batch solution x_SB (α=0); e
     b_sb = [b.detach().clone() for b in sb.buffers()]
     b_lb = [b.detach().to(b_sb[i].device) for i, b in enumerate(lb.buffers())]
     splits = _splits(data, test, x_sb)
-    running = bool(_running_bns(sb))
+    running = bool(bn_layers(sb, running=True))
     def set_point(a):
         c_sb, c_lb = path_coefs(a, path)
         vector_to_parameters(c_sb*x_sb + c_lb*x_lb, sb.parameters())
@@ -177,7 +130,7 @@ def parametric(sb:nn.Module,               # small-batch solution x_SB (α=0); e
                     n_train=len(splits[0][1]), n_test=len(splits[1][1]) if test else 0,
                     n_params=x_sb.numel(), dtype=str(x_sb.dtype).replace('torch.', ''),
                     norm_sb=float(x_sb.norm()), norm_lb=float(x_lb.norm()), dist=float((x_lb - x_sb).norm()),
-                    model=_jsonable(getattr(sb, 'spec', None)), meta=_jsonable(meta or {}))
+                    model=jsonable(getattr(sb, 'spec', None)), meta=jsonable(meta or {}))
     return dict(kind='parametric', path=path, x=alphas, **out, settings=settings)
 
 # %% ../nbs/04_landscape.ipynb #d75c27cd
@@ -190,7 +143,7 @@ def _title(res):
     return 'Loss along a direction'
 
 def plot_line(res:dict,              # a 1-D result of `parametric` or `scan`
-              ax=None,               # matplotlib axes to draw on; a new figure if None
+              ax:plt.Axes|None=None,               # matplotlib axes to draw on; a new figure if None
               logy:bool=False,       # log-scale loss axis
               title:str|None=None,   # axes title; default from the result
               legend:bool=True       # draw the legend
@@ -230,10 +183,8 @@ def save_result(res:dict,      # result of `parametric` or `scan` (or a dict of 
                 path,          # JSON file to write (parent folders are created)
                 digits:int=6   # significant digits kept
                )->Path:        # the path written
-    "Write a landscape result (or a dict of results) as compact JSON."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_round(_jsonable(res), digits), separators=(',', ':')))
-    return path
+    "Write a landscape result (or a dict of results) as compact JSON, atomically."
+    return write_json(path, _round(jsonable(res), digits), compact=True)
 
 def load_result(path)->dict: # JSON file written by `save_result`
     "Read a result written by `save_result`."
@@ -274,8 +225,8 @@ def scan(model:nn.Module,        # network at the centre x; evaluated in place, 
          data,                   # `lbsharp.data.Dataset` (uses Xtr, Ytr and, if `test`, Xte, Yte)
          d1:Tensor,              # first direction (flat, like `parameters_to_vector`)
          d2:Tensor|None=None,    # second direction for a 2-D scan
-         coords=None,            # steps a along d1; default linspace(-1, 1, 25) (1-D) or (-1, 1, 21) (2-D)
-         coords2=None,           # steps b along d2; default `coords`
+         coords:list|np.ndarray|None=None,            # steps a along d1; default linspace(-1, 1, 25) (1-D) or (-1, 1, 21) (2-D)
+         coords2:list|np.ndarray|None=None,           # steps b along d2; default `coords`
          chunk:int=5000,         # evaluation chunk; recorded
          bn_stats:str='keep',    # BN running statistics: 'keep' the centre's or 'recompute' them at each point
          test:bool=True,         # also evaluate the test set
@@ -300,7 +251,7 @@ def scan(model:nn.Module,        # network at the centre x; evaluated in place, 
     out = _sweep(model, splits, points, set_point, chunk, quiet, loss_fn)
     settings = dict(chunk=chunk, **_bn_settings(model, bn_stats), n_train=len(splits[0][1]),
                     n_test=len(splits[1][1]) if test else 0, n_params=x.numel(), norm_x=float(x.norm()),
-                    norm_d1=float(d1.norm()), model=_jsonable(getattr(model, 'spec', None)), meta=_jsonable(meta or {}))
+                    norm_d1=float(d1.norm()), model=jsonable(getattr(model, 'spec', None)), meta=jsonable(meta or {}))
     if d2 is None: return dict(kind='scan1d', x=xs, **out, settings=dict(settings, xlabel='t  (x + t·d)'))
     settings.update(norm_d2=float(d2.norm()), cos_d1_d2=float(d1 @ d2 / (d1.norm()*d2.norm() + 1e-30)))
     grid = {s: {k: [v[j*len(xs):(j+1)*len(xs)] for j in range(len(ys))] for k, v in o.items()} for s, o in out.items()}
@@ -320,8 +271,8 @@ _zlabel = {'loss': 'cross-entropy', 'acc': 'accuracy (%)'}
 def plot_contour(res:dict,            # a 2-D result of `scan`
                  split:str='train',   # 'train' or 'test'
                  metric:str='loss',   # 'loss' or 'acc'
-                 ax=None,             # axes to draw on; a new figure if None
-                 levels=None,         # contour levels (share them to compare plots); default 15 geometric levels of the loss
+                 ax:plt.Axes|None=None,             # axes to draw on; a new figure if None
+                 levels:int|list|None=None,         # contour levels (share them to compare plots); default 15 geometric levels of the loss
                  title:str|None=None  # axes title
                 )->plt.Figure:        # the figure holding `ax`
     "Contour lines of a 2-D scan around a solution (Li et al. 2018), the centre marked by a star."
@@ -340,7 +291,7 @@ def plot_contour(res:dict,            # a 2-D result of `scan`
 def plot_surface(res:dict,             # a 2-D result of `scan`
                  split:str='train',    # 'train' or 'test'
                  metric:str='loss',    # 'loss' or 'acc'
-                 ax=None,              # a 3-D axes (`projection='3d'`); a new figure if None
+                 ax:plt.Axes|None=None,              # a 3-D axes (`projection='3d'`); a new figure if None
                  zmax:float|None=None, # clip values above this
                  title:str|None=None   # axes title
                 )->plt.Figure:         # the figure holding `ax`
@@ -353,3 +304,44 @@ def plot_surface(res:dict,             # a 2-D result of `scan`
     ax.set_xlabel('a'); ax.set_ylabel('b'); ax.set_zlabel(_zlabel[metric])
     ax.set_title(title if title is not None else f'{split} {_zlabel[metric]}', fontsize=9)
     return ax.figure
+
+# %% ../nbs/04_landscape.ipynb #88be5a81
+def landscape(model:nn.Module,       # network at the centre x (evaluated in place, restored afterwards)
+              data,                  # training data in any form `as_tensors` accepts
+              dims:int=1,            # 1 (a line) or 2 (a plane)
+              coords:list|np.ndarray|None=None,           # steps along each direction; default linspace(-1, 1, 25) (1-D) or (-1, 1, 21) (2-D)
+              directions:Tensor|tuple|None=None,       # d1 or (d1, d2), flat like `parameters_to_vector`; None: random, filter-normalized
+              seed:int=0,            # seed of the random directions (d2 uses seed+1)
+              test_data:tuple|object|None=None,        # also evaluate this split (any accepted form), e.g. the test set
+              loss_fn:Callable|None=None,          # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
+              bn:str='model',        # BatchNorm behaviour, see `lbsharp.measure.MEASURE_BN`
+              chunk:int=5000,        # evaluation chunk
+              subset:int|None=None,  # seeded random subset of this many training samples (`subset_indices`; None: all)
+              check:bool=True,       # run `probe` (two evaluations) first
+              quiet:bool=False,      # hide the progress bar
+              meta:dict|None=None    # extra information recorded in `settings` (a title, ...)
+             )->dict:                # JSON-ready result of `scan`, with mode, loss, evaluations and seconds in `settings`
+    "Loss and accuracy of any classifier on a line or plane through its weights, from data in any form."
+    t0 = time.perf_counter()
+    if dims not in (1, 2): raise ValueError(f"dims={dims} must be 1 (a line) or 2 (a plane)")
+    X, Y = as_tensors(data, model, subset)
+    if hasattr(test_data, 'Xte'): test_data = (test_data.Xte, test_data.Yte)   # an lbsharp Dataset: its test split
+    splits = [('train', X, Y)] + ([('test', *as_tensors(test_data, model))] if test_data is not None else [])
+    if directions is None: directions = [random_direction(model, seed + i) for i in range(dims)]
+    ds = [directions] if isinstance(directions, Tensor) else list(directions)
+    if len(ds) != dims: raise ValueError(f"dims={dims} needs {dims} direction(s), got {len(ds)}")
+    x = parameters_to_vector(model.parameters()).detach()
+    ds = [d.detach().reshape(-1).to(x) for d in ds]
+    for d in ds:
+        if d.numel() != x.numel(): raise ValueError(f"a direction has {d.numel()} entries but the model has {x.numel()} parameters; "
+                                                    "lay it out like parameters_to_vector(model.parameters())")
+    d1, d2 = ds[0], (ds[1] if dims == 2 else None)
+    loss = as_loss(loss_fn)
+    with measuring(model, bn, X, chunk) as mode:
+        if check: probe(model, X, Y, loss, chunk)
+        data_ns = SimpleNamespace(Xtr=X, Ytr=Y, Xte=splits[-1][1], Yte=splits[-1][2])
+        res = scan(model, data_ns, d1, d2, coords, chunk=chunk, test=len(splits) > 1, quiet=quiet, meta=meta, loss_fn=loss)
+    npts = len(res['x'])*(len(res['y']) if dims == 2 else 1)
+    res['settings'].update(mode=mode, loss=loss.__name__, data=data_form(data), evaluations=npts*len(splits) + 2*check,
+                           seconds=time.perf_counter() - t0)
+    return res

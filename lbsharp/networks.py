@@ -13,8 +13,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['BN_MODES', 'INITS', 'DEEPNET_CFG', 'NETWORKS', 'BatchStatNorm1d', 'BatchStatNorm2d', 'bn_layer',
-           'TheanoSameMaxPool2d', 'mlp', 'shallownet', 'deepnet', 'keras_init_', 'n_params', 'NetInfo', 'build',
-           'NetTable', 'summary']
+           'TheanoSameMaxPool2d', 'mlp', 'shallownet', 'deepnet', 'keras_init_', 'n_params', 'NetInfo', 'lookup',
+           'bn_layers', 'build', 'NetTable', 'summary']
 
 # %% ../nbs/01_networks.ipynb #059b7fd3
 BN_MODES = ('batch', 'running', 'none')  # allowed values of `bn`
@@ -185,17 +185,31 @@ NETWORKS = {
 }
 
 # %% ../nbs/01_networks.ipynb #512b3ff2
-def _lookup(name):
-    if name in NETWORKS: return name
-    low = {k.lower(): k for k in NETWORKS}
+def lookup(table:dict,  # a registry: `NETWORKS`, `REMEDIES`, ...
+           name:str,     # the key asked for (matched case-insensitively)
+           what:str,     # what a key is, for the error, e.g. 'network'
+           whats:str|None=None # its plural (default: `what` + 's')
+          )->str:        # the key as spelled in `table`
+    "The key of `table` called `name`; an unknown name is an error listing the known ones and the closest match."
+    if name in table: return name
+    low = {k.lower(): k for k in table}
     if isinstance(name, str) and name.lower() in low: return low[name.lower()]
-    close = difflib.get_close_matches(str(name), list(NETWORKS), n=1)
+    close = difflib.get_close_matches(str(name), list(table), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ''
-    raise ValueError(f"unknown network {name!r}; known networks: {', '.join(NETWORKS)}.{hint}")
+    raise ValueError(f"unknown {what} {name!r}; known {whats or what + 's'}: {', '.join(table)}.{hint}")
+
+def _lookup(name): return lookup(NETWORKS, name, 'network')
 
 def _builder_defaults(builder):
     return {k: p.default for k, p in inspect.signature(builder).parameters.items()
             if k not in ('input_shape', 'n_classes', 'bn') and p.default is not inspect.Parameter.empty}
+
+# %% ../nbs/01_networks.ipynb #82a46106
+def bn_layers(model:nn.Module,    # any network
+              running:bool=False  # only the layers that keep running statistics
+             )->list:             # its BatchNorm layers, in `modules()` order
+    "The BatchNorm layers of `model` (every BN flavour, including `BatchStatNorm`): lbsharp's one way to find them."
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.track_running_stats or not running)]
 
 # %% ../nbs/01_networks.ipynb #544e1691
 def build(name:str,             # a key of `NETWORKS`, e.g. 'F1', 'C3', 'mlp-mnist1d' (case-insensitive)

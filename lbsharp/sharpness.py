@@ -6,6 +6,7 @@
 from __future__ import annotations
 import inspect, math, time, warnings
 from dataclasses import dataclass, field, fields
+from typing import Callable
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -14,11 +15,14 @@ from fastcore.basics import patch
 from scipy.optimize import minimize, Bounds
 from scipy.sparse.linalg import LinearOperator, eigsh
 from .training import evaluate, progress, dist_info, all_reduce64
+from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
 from .data import subset_indices
+from .networks import bn_layers
 
 # %% auto #0
 __all__ = ['FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'Subspace', 'lbfgsb', 'Sharpness', 'box_sharpness',
-           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'Hessian']
+           'in_order', 'data_form', 'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian',
+           'Hessian']
 
 # %% ../nbs/03_sharpness.ipynb #9aad361d
 def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace)
@@ -106,7 +110,7 @@ def lbfgsb(fun,                   # `fun(y) -> (value, gradient)` of the functio
            iters:int,             # number of iterations to run (tolerance stops are off)
            m:int=10,              # memory of the limited-memory matrix (SciPy's default)
            maxls:int=20,          # maximum line-search steps per iteration (SciPy's default)
-           on_iter=None,          # called as `on_iter(k)` after iteration k
+           on_iter:Callable|None=None, # called as `on_iter(k)` after iteration k
            fast:bool|None=None    # drive `setulb` directly; None: `FAST_LBFGSB`
           )->tuple[int, str]:     # (iterations done, SciPy's stop message)
     "Minimise `fun` over the box [lo, hi] with exactly `iters` L-BFGS-B iterations."
@@ -163,6 +167,7 @@ class Sharpness:
     subset:int|None=None       # `subset` option (None: all the training data)
     chunk:int|None=None        # evaluation chunk
     mode:str|None=None         # evaluation mode of the network
+    data:str|None=None         # how the training data were read (`data_form`)
     loss:str|None=None         # loss function
     scale:float=1.             # s: the solver minimised -s·f (see `SOLVERS`)
     lbfgsb:str=''              # L-BFGS-B path that ran: 'setulb' (SciPy's routine driven directly) or 'minimize'
@@ -237,7 +242,7 @@ def _check(eps, iters, solver, starts=1):
 def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat parameter tensor x
                   x:Tensor,             # the point (flat)
                   eps:float=1e-3,       # box size ε
-                  A=None,               # None (full space), a `Subspace`, or an n×p tensor
+                  A:Subspace|Tensor|None=None, # None (full space), a `Subspace`, or an n×p tensor
                   iters:int=10,         # L-BFGS-B iterations (the paper: 10)
                   solver:str='scaled',  # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see `SOLVERS`
                   n_data:int=1,         # M, the number of terms averaged in f (scales the 'sum' objective)
@@ -295,6 +300,37 @@ def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat paramet
                      message=best['message'], scale=s, lbfgsb='setulb' if FAST_LBFGSB else 'minimize', starts=starts,
                      best_start=best['start'], runs=runs, trace=trace, y=torch.from_numpy(yb).to(x.dtype))
 
+# %% ../nbs/03_sharpness.ipynb #3d32c745
+def _batches(loader:DataLoader):
+    "(inputs, labels) batches of `loader`, checked."
+    for i, b in enumerate(loader):
+        if isinstance(b, dict):
+            raise TypeError(f"the DataLoader yields dicts (keys {sorted(b)}), expected (inputs, labels) pairs of tensors; "
+                            "give it a collate_fn that returns (x, y), or pass (X, Y) tensors")
+        if not (isinstance(b, (tuple, list)) and len(b) >= 2 and isinstance(b[0], Tensor) and isinstance(b[1], Tensor)):
+            what = type(b).__name__ + (f" of length {len(b)}" if isinstance(b, (tuple, list)) else '')
+            raise TypeError(f"batch {i} of the DataLoader is a {what}, expected an (inputs, labels) pair of tensors "
+                            "(extra items after the first two are ignored); pass (X, Y) tensors or fix the dataset's __getitem__")
+        yield b[0], b[1]
+
+def in_order(loader:DataLoader, # a DataLoader, possibly shuffling
+             warn:bool=True     # warn when it re-wraps
+            )->DataLoader:      # `loader` itself, or its dataset read in index order
+    "`loader` if it reads its dataset in order; else a loader over the same dataset in index order (same batch size and collate_fn)."
+    if isinstance(loader.dataset, IterableDataset) or isinstance(loader.sampler, SequentialSampler): return loader
+    if warn: warnings.warn(f"the DataLoader samples its data ({type(loader.sampler).__name__}), so f would change between "
+                           "evaluations; lbsharp reads its dataset once in index order instead (pass shuffle=False to silence this)")
+    return DataLoader(loader.dataset, batch_size=loader.batch_size or 256, shuffle=False, collate_fn=loader.collate_fn)
+
+def data_form(data)->str:  # recorded with every measurement
+    "How lbsharp reads `data`: the one reading of every accepted form, in words."
+    if isinstance(data, DataLoader):
+        if isinstance(data.dataset, IterableDataset) or isinstance(data.sampler, SequentialSampler): return 'a DataLoader, read once in order'
+        return f'a shuffling DataLoader ({type(data.sampler).__name__}), re-read once in index order'
+    if hasattr(data, 'Xtr') and hasattr(data, 'Ytr'): return 'an lbsharp Dataset (its training split)'
+    if isinstance(data, torch.utils.data.Dataset): return 'a torch Dataset, read once in index order'
+    return '(X, Y) tensors'
+
 # %% ../nbs/03_sharpness.ipynb #617786fe
 def trainable_params(model:nn.Module)->list:  # parameters with requires_grad, in `parameters()` order
     "The parameters that make up x: all trainable ones (weights, biases, BatchNorm affine)."
@@ -302,25 +338,21 @@ def trainable_params(model:nn.Module)->list:  # parameters with requires_grad, i
     if not ps: raise ValueError("the model has no trainable parameters (requires_grad=True): there is no x to measure")
     return ps
 
-def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (train split) or an in-order DataLoader
+def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (train split), a torch Dataset or a DataLoader (any order)
                   model:nn.Module,      # the model (device and dtype follow it)
                   subset:int|None=None  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
                  )->tuple[Tensor, Tensor]:
     "The training inputs and labels that define f, on the model's device."
     if hasattr(data, 'Xtr') and hasattr(data, 'Ytr'): X, Y = data.Xtr, data.Ytr
-    elif isinstance(data, torch.utils.data.DataLoader):
-        if not isinstance(data.sampler, torch.utils.data.SequentialSampler):
-            raise ValueError("the DataLoader shuffles or samples, so f would change between evaluations: "
-                             "pass DataLoader(..., shuffle=False) or (X, Y) tensors")
-        xs, ys = [], []
-        for bt in data:
-            if not (isinstance(bt, (tuple, list)) and len(bt) >= 2):
-                raise TypeError(f"the DataLoader must yield (inputs, labels) batches, not {type(bt).__name__}")
-            xs.append(bt[0]); ys.append(bt[1])
-        if not xs: raise ValueError("empty data set: the DataLoader yields no batches; sharpness needs the training data")
-        X, Y = torch.cat(xs), torch.cat(ys)
+    elif isinstance(data, torch.utils.data.Dataset) and not isinstance(data, IterableDataset):
+        return train_tensors(DataLoader(data, batch_size=256, shuffle=False), model, subset)
+    elif isinstance(data, DataLoader):
+        bs = list(_batches(in_order(data)))
+        if not bs: raise ValueError("the DataLoader yields no batches (an empty dataset, or drop_last with fewer samples "
+                                    "than batch_size): the measurement needs the training data")
+        X, Y = torch.cat([x for x, _ in bs]), torch.cat([y for _, y in bs])
     elif isinstance(data, (tuple, list)) and len(data) == 2: X, Y = data
-    else: raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset or a DataLoader, not {type(data).__name__}")
+    else: raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset, a torch Dataset or a DataLoader, not {type(data).__name__}")
     if subset is not None:
         i = subset_indices(len(X), subset)
         X, Y = X[i.to(X.device)], Y[i.to(Y.device)]
@@ -332,14 +364,14 @@ def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (
 
 def eval_mode(model:nn.Module)->str:  # description recorded in results
     "How `evaluate` runs `model`: eval mode (dropout off) and the BatchNorm statistics used."
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = bn_layers(model)
     if not bns: return 'eval (dropout off), no BatchNorm'
     kinds = sorted({'running' if m.track_running_stats else 'batch' for m in bns})
     return f"eval (dropout off), BatchNorm with {' and '.join(kinds)} statistics"
 
 # %% ../nbs/03_sharpness.ipynb #939ef496
 def sharpness(model:nn.Module,       # classifier returning logits, measured at its current weights
-              data,                  # training data: (X, Y), an lbsharp Dataset, or an in-order DataLoader
+              data,                  # training data: (X, Y), an lbsharp Dataset, a torch Dataset or a DataLoader (see `train_tensors`)
               eps:float=1e-3,        # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,       # None: full space (A = I); an int: random subspace of that dimension (the paper: 100)
               iters:int=10,          # L-BFGS-B iterations (the paper: 10)
@@ -372,7 +404,7 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
     finally:
         for q, (d, g) in zip(every, saved): q.data, q.grad = d, g
         model.train(was_training)
-    r.n_samples, r.subset, r.chunk, r.mode = len(X), subset, chunk, eval_mode(model)
+    r.n_samples, r.subset, r.chunk, r.mode, r.data = len(X), subset, chunk, eval_mode(model), data_form(data)
     r.loss = getattr(loss_fn, '__name__', type(loss_fn).__name__)
     if probe:
         t = time.perf_counter()

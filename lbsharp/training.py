@@ -4,20 +4,24 @@
 
 # %% ../nbs/02_training.ipynb #0388be61
 from __future__ import annotations
-import math, os, sys, time, json, inspect, tempfile, re, shutil
+import math, os, sys, time, json, inspect, re, shutil, dataclasses
 from pathlib import Path
+from typing import Callable
+import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar, master_bar, ConsoleProgressBar
+from .data import load, atomic_write
+from .networks import build, bn_layers
 
 # %% auto #0
 __all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'chunk_slices', 'Eval', 'evaluate', 'Progress', 'progress',
-           'progress_jobs', 'resolve_batch', 'init_model', 'make_optimizer', 'plain_step', 'History', 'stalled',
-           'checkpoints', 'save_checkpoint', 'load_checkpoint', 'dist_info', 'all_reduce64', 'train', 'parse_batch',
-           'main']
+           'progress_jobs', 'resolve_batch', 'init_model', 'make_optimizer', 'plain_step', 'jsonable', 'write_json',
+           'History', 'stalled', 'checkpoints', 'save_checkpoint', 'load_checkpoint', 'dist_info', 'all_reduce64',
+           'train', 'parse_batch', 'main']
 
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
@@ -39,7 +43,7 @@ def evaluate(model:nn.Module,        # classifier returning logits
              Y:Tensor,               # integer labels
              chunk:int=5000,         # evaluation chunk size (part of `f`'s definition in BN `batch` mode)
              grad:bool=False,        # accumulate the gradient of the mean loss into `.grad` (zeroed first)
-             per_chunk=None,         # optional `fn(share)` called with each chunk's share of the mean loss (graph attached)
+             per_chunk:Callable|None=None, # optional `fn(share)` called with each chunk's share of the mean loss (graph attached)
              loss_fn=F.cross_entropy,# loss with a `reduction` argument
              shard=(0, 1)            # `(rank, world)`: this process evaluates chunks rank, rank+world, ...; sums all-reduced
             )->Eval:
@@ -187,7 +191,6 @@ def init_model(name:str,   # network name in `lbsharp.networks.NETWORKS`, e.g. '
                **build_kw  # passed to `lbsharp.networks.build` (e.g. bn='none', init='torch')
               )->nn.Module:
     "Network `name` at the initial point x0 of trial `seed`, with the seed recorded in `model.spec`."
-    from lbsharp.networks import build
     with torch.random.fork_rng(devices=[]):
         model = build(name, seed=seed, **build_kw)
     model.spec = {**getattr(model, 'spec', {}), 'seed': seed}
@@ -234,6 +237,30 @@ def plain_step(model:nn.Module,           # network (or its DDP wrapper) in trai
     opt.step()
     return loss.detach()
 
+# %% ../nbs/02_training.ipynb #d783d93d
+def jsonable(o):
+    "`o` as JSON types: tensors and arrays as lists, NumPy scalars as numbers, non-finite floats as None, other objects as their stable `repr`."
+    if isinstance(o, dict): return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [jsonable(v) for v in o]
+    if isinstance(o, (Tensor, np.ndarray)): return jsonable(o.tolist())
+    if isinstance(o, np.generic): o = o.item()
+    if o is None or isinstance(o, bool): return o
+    if isinstance(o, float): return float(o) if math.isfinite(o) else None
+    if isinstance(o, int): return int(o)
+    if isinstance(o, str): return str(o)
+    if isinstance(o, (Path, torch.device, torch.dtype)): return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type): return jsonable(dataclasses.asdict(o))
+    if hasattr(o, 'to_dict') and not isinstance(o, type): return jsonable(o.to_dict())
+    return getattr(o, '__qualname__', None) or re.sub(r' at 0x[0-9a-fA-F]+', '', repr(o))  # no addresses: stable across runs
+
+def write_json(path:str|Path,     # destination (parent folders are created)
+               obj,               # anything `jsonable` accepts
+               compact:bool=False # no indentation (large results such as landscapes)
+              )->Path:            # `path`
+    "Write `obj` as standard JSON atomically: readers see the old file or the new one, never a torn one."
+    text = json.dumps(jsonable(obj), allow_nan=False, **(dict(separators=(',', ':')) if compact else dict(indent=1)))
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
 # %% ../nbs/02_training.ipynb #74288c65
 _TIMING = ('seconds', 'eval_seconds')
 
@@ -248,7 +275,7 @@ class History:
     def to_dict(self)->dict: return dict(config=self.config, log=self.log, stop=self.stop)
     @classmethod
     def from_dict(cls, d:dict): return cls(d['config'], d['log'], d['stop'])
-    def save(self, path): Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+    def save(self, path): return write_json(path, self.to_dict())
     @classmethod
     def load(cls, path): return cls.from_dict(json.loads(Path(path).read_text()))
     def __repr__(self):
@@ -283,17 +310,8 @@ def checkpoints(d)->list[Path]:
     return sorted(p for p in d.glob('epoch_*.pt') if re.fullmatch(r'epoch_\d+\.pt', p.name)) if d.is_dir() else []
 
 def save_checkpoint(obj:dict, path)->Path:
-    "Write `obj` with `torch.save` atomically: temporary file in the same directory, fsync, `os.replace`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name+'.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-    return path
+    "Write `obj` with `torch.save` atomically (`lbsharp.data.atomic_write`)."
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 def load_checkpoint(path,                # a checkpoint file, or a directory (its latest checkpoint)
                     model:nn.Module|None=None, # if given, its weights are loaded from the checkpoint (warm start)
@@ -345,8 +363,6 @@ def _all_reduce_grads(model):
     for p, gi in zip(ps, g.split([p.numel() for p in ps])): p.grad = gi.view_as(p).to(p.dtype)
 
 # %% ../nbs/02_training.ipynb #1608038f
-def _has_bn(model)->bool: return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
 def _check_batch(B:int, n:int, world:int, bn:bool):
     "Every process gets >= 1 sample of every batch (>= 2 with BatchNorm)."
     need = 2 if bn else 1
@@ -396,23 +412,13 @@ def _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hoo
     p = next(model.parameters())
     put = lambda t: t.to(p.device, p.dtype) if t.is_floating_point() else t.to(p.device)
     X, Y, Xte, Yte = put(data.Xtr), put(data.Ytr), put(data.Xte), put(data.Yte)
-    bn = _has_bn(model)
+    bn = bool(bn_layers(model))
     B = resolve_batch(batch, len(X)); _check_batch(B, len(X), world, bn)
     for split, m in (('training', len(X)), ('test', len(Xte))):
         if bn and m % chunk == 1: raise ValueError(f"chunk={chunk} leaves a last evaluation chunk of 1 sample of the {split} set "
                                                    f"({m} samples), which BatchNorm cannot normalise; choose another chunk size")
     _check_model_data(model, data, X, Y)
     return X, Y, Xte, Yte, B, bn
-
-def _plain(o):
-    "`o` with only JSON-able values (anything else becomes its `repr`), for configs and histories."
-    if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
-    if o is None or isinstance(o, bool): return o
-    for t in (int, float, str):
-        if isinstance(o, t): return t(o)
-    if isinstance(o, torch.Tensor) and o.numel() == 1: return o.item()
-    return getattr(o, '__qualname__', None) or re.sub(r' at 0x[0-9a-fA-F]+', '', repr(o))  # no addresses: stable across runs
 
 # %% ../nbs/02_training.ipynb #8f732ced
 def _metrics(model, X, Y, Xte, Yte, chunk, rank, world)->dict:
@@ -477,14 +483,14 @@ def train(model:nn.Module,        # network returning logits, trained in place (
           opt_kw:dict|None=None,  # extra optimizer options, e.g. dict(betas=(0.9, 0.99)); checked
           seed:int=0,             # seeds the data order, dropout and augmentation
           chunk:int=5000,         # evaluation chunk size (defines f with BatchNorm in `batch` mode)
-          checkpoint_dir=None,    # write a resumable checkpoint every epoch into this directory
+          checkpoint_dir:str|Path|None=None, # write a resumable checkpoint every epoch into this directory
           keep:int|None=None,     # keep only the last `keep` checkpoints (None: all)
           resume:bool=False,      # continue from the latest checkpoint in `checkpoint_dir` if there is one
           quiet:bool=False,       # no progress bar
-          step=None,              # hook `step(model, opt, xb, yb) -> loss` replacing `plain_step`
-          lr_schedule=None,       # hook `lr_schedule(update) -> lr`
-          batch_schedule=None,    # hook `batch_schedule(epoch) -> batch` (int or fraction; epoch is 1-based)
-          augment=None,           # hook `augment(xb) -> xb`
+          step:Callable|None=None, # hook `step(model, opt, xb, yb) -> loss` replacing `plain_step`
+          lr_schedule:Callable|None=None, # hook `lr_schedule(update) -> lr`
+          batch_schedule:Callable|None=None, # hook `batch_schedule(epoch) -> batch` (int or fraction; epoch is 1-based)
+          augment:Callable|None=None, # hook `augment(xb) -> xb`
          )->History:
     "Train `model` on `data` with the paper's protocol (Adam, fixed batch, reshuffled epochs); per-epoch `History`."
     rank, world = dist_info()
@@ -492,7 +498,7 @@ def train(model:nn.Module,        # network returning logits, trained in place (
     X, Y, Xte, Yte, B, bn = _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world, min_delta, target)
     n, dev = len(X), X.device
     opt = make_optimizer(model.parameters(), optimizer, lr, opt_kw)
-    config = _plain(dict(
+    config = jsonable(dict(
         batch=batch, batch_size=B, n_train=n, n_test=len(Xte), epochs=epochs, patience=None if epochs else patience,
         min_delta=None if epochs else min_delta, max_epochs=None if epochs else max_epochs,
         target=None if epochs else target, optimizer=optimizer,
@@ -565,7 +571,6 @@ def main(net:str='mlp-mnist1d',  # network name (`lbsharp.networks`)
          quiet:bool=False        # no progress bar
         ):
     "Train one run from the command line; data-parallel when launched with `torchrun`."
-    from lbsharp.data import load
     dev = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else 'cpu')
     if dev.type == 'cuda': torch.cuda.set_device(dev)
     if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():

@@ -10,7 +10,7 @@ from pathlib import Path
 import math
 import pytest, torch
 
-from lbsharp.experiments import (load_runs, load_data, load_model, read_json, write_json, measure, run, preset,
+from lbsharp.experiments import (load_runs, load_data, load_model, read_json, write_json, measure_model, run, preset,
                                  export_results, _sharp_data)
 
 QUICK = Path(__file__).resolve().parent.parent/'nbs'/'results'/'quick'
@@ -28,7 +28,7 @@ def recompute(out:Path)->list:
             assert (d/'model.pt').exists(), (f"{d/'model.pt'} is missing: regenerate {out} with `lbsharp run {exp.name}` and "
                                               f"`export_results`, which commits the final weights with the JSON")
             torch.set_num_threads(r['environment'].get('threads', threads))   # float sums depend on the thread count
-            again = {(m['space'], m['eps']): m['phi'] for m in measure(exp, load_model(d/'model.pt'), X, Y)}
+            again = {(m['space'], m['eps']): m['phi'] for m in measure_model(exp, load_model(d/'model.pt'), X, Y)}
             files = sorted(d.glob('sharpness-*.json'))
             assert len(files) == len(again) == len(r['sharpness']), (d, [f.name for f in files], sorted(again))
             for f in files:

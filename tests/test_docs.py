@@ -35,3 +35,29 @@ def test_docs_offline(tmp_path):
         if '<html' not in html: problems.append(f"{nb.name}: HTML export failed")
         (tmp_path/f'{nb.stem}.html').write_text(html)
     assert not problems, '\n'.join(problems)
+
+
+_LINK = re.compile(r'\]\(([^)\s]+)(?:\s+"[^"]*")?\)|href="([^"]+)"')
+
+def _pages()->set:
+    "The page names the site publishes: nbdev's own rule (`03a_measure.ipynb` -> `measure.html`)."
+    from nbdev.doclinks import _nbpath2html
+    return {_nbpath2html(Path(nb.name)).name for nb in NBS}
+
+def _internal_links(text:str):
+    for m in _LINK.finditer(text):
+        t = m.group(1) or m.group(2)
+        if re.match(r'^[a-z][a-z0-9+.-]*:', t) or t.startswith(('#', '/')): continue   # external, mailto, anchors, absolute
+        yield t.split('#')[0]
+
+def test_internal_links_resolve():
+    "Every relative link of every page (and of the README, which is the index page) names a published page or a file."
+    pages, bad = _pages(), []
+    docs = [(nb.name, ''.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'markdown'))
+            for nb in NBS] + [('README.md', (ROOT/'README.md').read_text())]
+    for name, text in docs:
+        for t in _internal_links(text):
+            if t.endswith('.html'):
+                if t not in pages: bad.append(f"{name}: link to {t!r}, which the site does not publish (pages: {sorted(pages)})")
+            elif t and not (ROOT/'nbs'/t).exists(): bad.append(f"{name}: link to {t!r}, which is not a file under nbs/")
+    assert not bad, '\n'.join(bad)

@@ -1,7 +1,8 @@
 """Both L-BFGS-B paths give the same measurement: SciPy's private `setulb` driven directly (`FAST_LBFGSB`, used only
 when its signature matches the one the driver was written for) and the public `scipy.optimize.minimize`."""
 import pytest, torch, torch.nn as nn
-import lbsharp.sharpness as S
+import importlib
+S = importlib.import_module("lbsharp.sharpness")   # the module (the package-level name `lbsharp.sharpness` is the public function)
 
 def _model_and_data():
     torch.manual_seed(0)

@@ -5,8 +5,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lbsharp.data import Dataset
 from lbsharp.sharpness import exact_hessian
-from lbsharp import sharpness as S
-from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, landscape, BN_MODES
+import importlib
+S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
+from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN
+from lbsharp.landscape import landscape
 
 
 def mlp(seed=0, dropout=True, dtype=torch.float32):
@@ -42,21 +44,18 @@ def forms(data):
             'lbsharp-dataset': Dataset('toy', X, Y, X[:8], Y[:8], ['a', 'b', 'c'])}
 
 
-# --- the README example --------------------------------------------------------------------------------
+# --- one reading of the data everywhere -----------------------------------------------------------------
 
-def test_readme_example_runs_as_written(model, data):
-    train_loader = DataLoader(TensorDataset(*data), batch_size=32, shuffle=False)
-    from lbsharp.sharpness import sharpness as core_sharpness
-    r = core_sharpness(model, train_loader, eps=1e-3)
-    assert r.phi >= 0 and r.fmax >= r.f0 and r.evaluations >= 10
-    assert r.phi == sharpness(model, train_loader, eps=1e-3).phi
-
-
-def test_shuffling_loader_refused_by_core_rewrapped_by_measure(model, data):
+def test_shuffling_loader_reread_in_order_by_core_and_measure(model, data):
+    "A shuffling loader is read the same way by the core and by the front door: in index order, with a warning, recorded."
     shuffled = DataLoader(TensorDataset(*data), batch_size=32, shuffle=True)
-    with pytest.raises(ValueError, match='shuffle=False'): S.sharpness(model, shuffled)
+    with pytest.warns(UserWarning, match='index order'): r0 = S.sharpness(model, shuffled, iters=2)
     with pytest.warns(UserWarning, match='index order'): r = sharpness(model, shuffled, iters=2)
-    assert r.phi == sharpness(model, data, iters=2).phi
+    assert r.phi == r0.phi == sharpness(model, data, iters=2).phi
+    assert r.data == r0.data == 'a shuffling DataLoader (RandomSampler), re-read once in index order'
+    with pytest.warns(UserWarning, match='index order'): h = hessian_spectrum(model, shuffled)
+    assert h.data == r.data
+    assert sharpness(model, data, iters=2).data == '(X, Y) tensors'
 
 
 # --- one f, whatever the form ---------------------------------------------------------------------------
@@ -95,7 +94,7 @@ def test_cuda_follows_model(model, data):
 
 # --- modes, restoration, determinism --------------------------------------------------------------------
 
-@pytest.mark.parametrize('bn', list(BN_MODES))
+@pytest.mark.parametrize('bn', list(MEASURE_BN))
 def test_mode_recorded_and_model_restored(model, data, bn):
     before = copy.deepcopy(model.state_dict())
     r = sharpness(model, data, iters=2, bn=bn)

@@ -3,7 +3,8 @@ import math, warnings
 import numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector
 
-from lbsharp import sharpness as S
+import importlib
+S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
 from lbsharp.sharpness import sharpness, box_sharpness, box_bounds, Subspace, Hessian, lbfgsb, exact_hessian
 
 
@@ -143,7 +144,7 @@ def test_subspace_uniform_is_recorded(model, data):
     assert Subspace(10, 3, dist='uniform').A.min() >= 0
 
 
-@pytest.mark.parametrize('kw,msg', [(dict(eps=0), 'eps=0'), (dict(p=0), 'p=0'), (dict(p=10**7), 'p=10000000'),
+@pytest.mark.parametrize('kw,msg', [(dict(eps=0), 'eps=0'), (dict(eps=-1e-3), 'eps=-0.001'), (dict(p=0), 'p=0'), (dict(p=10**7), 'p=10000000'),
                                     (dict(iters=0), 'iters=0'), (dict(solver='x'), "solver='x'"), (dict(subset=0), 'subset=0')])
 def test_bad_input(model, data, kw, msg):
     with pytest.raises((ValueError, TypeError), match=msg.replace('(', r'\(')): sharpness(model, data, **kw)

@@ -66,7 +66,7 @@ def test_default_budget_per_space(trained):
 
 
 def test_lbfgsb_path_recorded(trained, monkeypatch):
-    from lbsharp import sharpness as S
+    import importlib; S = importlib.import_module("lbsharp.sharpness")   # the module, not `lbs.sharpness`
     m, data = trained
     for fast, name in ((True, 'setulb'), (False, 'minimize')):
         monkeypatch.setattr(S, 'FAST_LBFGSB', fast)

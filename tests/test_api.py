@@ -1,0 +1,34 @@
+"""The public API: `import lbsharp as lbs`, and the README's "Measure your own model" block, executed as written."""
+import json, re
+from pathlib import Path
+import lbsharp as lbs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _block(title:str)->str:
+    "The first ```python block after the markdown heading `title` of nbs/index.ipynb (README.md is generated from it)."
+    text = '\n'.join(''.join(c['source']) for c in json.loads((ROOT/'nbs'/'index.ipynb').read_text())['cells']
+                     if c['cell_type'] == 'markdown')
+    after = text[text.index(f'## {title}'):]
+    return re.search(r'```python\n(.*?)```', after, re.S).group(1)
+
+
+def test_readme_block_runs_as_written():
+    code = _block('Measure your own model')
+    assert code in (ROOT/'README.md').read_text(), "README.md is stale: run `python .ci/readme.py`"
+    ns = {}
+    exec(compile(code, 'README: Measure your own model', 'exec'), ns)
+    r, h, line = ns['r'], ns['h'], ns['line']
+    assert r.phi >= 0 and r.fmax >= r.f0 and 'index order' in r.data
+    assert h.eigenvalues[0] > 0 and h.data == r.data
+    assert len(line['train']['loss']) == len(line['x'])
+
+
+def test_one_meaning_per_name():
+    from lbsharp.measure import sharpness, hessian_spectrum
+    from lbsharp.landscape import landscape
+    from lbsharp.experiments import run, measure_model
+    assert lbs.sharpness is sharpness and lbs.hessian_spectrum is hessian_spectrum and lbs.landscape is landscape
+    assert lbs.run is run and callable(measure_model)
+    assert not hasattr(__import__('lbsharp.experiments').experiments, 'measure'), "experiments.measure was renamed measure_model"
