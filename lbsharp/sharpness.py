@@ -33,7 +33,7 @@ def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace
 class Subspace:
     "A random n×p matrix `A`, drawn block by block from `seed`, kept dense only when small."
     rows = 2**16  # rows per block: block k comes from SeedSequence([seed, k]), so A does not depend on `dense`
-    counter_rows = 2**12  # rows per block of gen='counter' (A does not depend on it): cache-sized on the CPU, 2**18 on a GPU
+    counter_rows = 2**10  # rows per block of gen='counter' (A does not depend on it): cache-sized on the CPU, 2**18 on a GPU
     def __init__(self,
                  n:int,                  # rows: number of parameters
                  p:int=100,              # columns: dimension of the subspace (the paper: 100)
