@@ -63,6 +63,8 @@ def main():
     ap.add_argument('--steps', type=int, default=20, help='Lanczos steps for the spectral density')
     ap.add_argument('--vectors', type=int, default=2, help='starting vectors for the spectral density')
     ap.add_argument('--trace-budget', type=int, default=30, help='Hutch++ products')
+    ap.add_argument('--subspace-samples', type=int, default=64, help='[6]: synthetic CIFAR-shaped samples for C2')
+    ap.add_argument('--subspace-repeats', type=int, default=1, help='[6]: repeats (0 skips row 6)')
     a = ap.parse_args()
     torch.manual_seed(0)
     d = load('fashion-mnist').subset(a.n_samples, 1000)
@@ -167,8 +169,14 @@ def main():
         best = min(peer, key=peer.get)
         print(f"    lbsharp / fastest peer ({best}): {verdict(rows['lbsharp'][0]/peer[best], 1.0)}")
 
-    print("\n[6] streamed random subspace at 15M parameters / full-space evaluation: not measured "
-          "(the device-side generator of A was not built on this branch; see bench/bench_sharpness.py for its memory)")
+    print("\n[6] streamed random subspace at 15M parameters (C2) / full-space evaluation (bench/bench_subspace.py, "
+          f"{a.subspace_samples} synthetic samples, median of {a.subspace_repeats}; both generators of A)")
+    if a.subspace_repeats < 1: print("    skipped (--subspace-repeats 0)"); return
+    import os, sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_subspace
+    bench_subspace.main(argparse.Namespace(samples=a.subspace_samples, repeats=a.subspace_repeats, p=100,
+                                           device='cuda' if torch.cuda.is_available() else 'cpu'))
 
 
 if __name__ == '__main__': main()

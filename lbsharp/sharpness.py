@@ -20,9 +20,9 @@ from .data import subset_indices
 from .networks import bn_layers
 
 # %% auto #0
-__all__ = ['FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'Subspace', 'lbfgsb', 'Sharpness', 'box_sharpness',
-           'in_order', 'data_form', 'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian',
-           'Hessian']
+__all__ = ['GENERATORS', 'FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'Subspace', 'mix64_',
+           'counter_words', 'counter_block', 'lbfgsb', 'Sharpness', 'box_sharpness', 'in_order', 'data_form',
+           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'Hessian']
 
 # %% ../nbs/03_sharpness.ipynb #9aad361d
 def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace)
@@ -36,6 +36,7 @@ def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace
 class Subspace:
     "A random n×p matrix `A`, drawn block by block from `seed`, kept dense only when small."
     rows = 2**16  # rows per block: block k comes from SeedSequence([seed, k]), so A does not depend on `dense`
+    counter_rows = 2**10  # rows per block of gen='counter' (A does not depend on it): cache-sized on the CPU, 2**18 on a GPU
     def __init__(self,
                  n:int,                  # rows: number of parameters
                  p:int=100,              # columns: dimension of the subspace (the paper: 100)
@@ -43,19 +44,27 @@ class Subspace:
                  seed:int=0,             # seed of A (recorded)
                  device='cpu',           # where products are computed
                  dtype=torch.float32,    # dtype of A's blocks (the model's)
-                 dense:bool|None=None):  # keep A in memory; None: if it takes at most 256 MB
+                 dense:bool|None=None,   # keep A in memory; None: if it takes at most 256 MB
+                 gen:str='cpu'):         # generator of A: 'cpu' (default, as committed) or 'counter' (on `device`), see `GENERATORS`
         if not 1 <= p <= n: raise ValueError(f"p={p} must satisfy 1 <= p <= n={n} (the number of parameters); the paper uses p=100")
         if dist not in ('normal', 'uniform'):
             raise ValueError(f"dist={dist!r} is unknown: use 'normal' (i.i.d. N(0,1)) or 'uniform' (i.i.d. U[0,1))")
+        if gen not in ('cpu', 'counter'):
+            raise ValueError(f"gen={gen!r} is unknown: use 'cpu' (torch's CPU generator per block, the default) or 'counter' (a hash of (seed, row, column) computed on the device)")
         self.n, self.p, self.dist, self.seed, self.device, self.dtype = n, p, dist, seed, torch.device(device), dtype
+        self.gen = gen
+        if gen == 'counter' and self.device.type != 'cpu': self.counter_rows = 2**18
         self.A = None
         if (n*p*4 <= 2**28) if dense is None else dense: self.A = torch.cat([b for _, b in self.blocks()])
-    def __repr__(self): return f"Subspace(n={self.n}, p={self.p}, dist={self.dist!r}, seed={self.seed}, dense={self.A is not None})"
+    def __repr__(self): return f"Subspace(n={self.n}, p={self.p}, dist={self.dist!r}, seed={self.seed}, gen={self.gen!r}, dense={self.A is not None})"
 
 # %% ../nbs/03_sharpness.ipynb #a417fcda
 @patch
 def block(self:Subspace, k:int)->Tensor:  # rows k·R ... (k+1)·R - 1 of A
     "Block `k` of A, regenerated from the seed."
+    if self.gen == 'counter':      # generated on the device; the same A for any block size
+        R = self.counter_rows
+        return counter_block(self.seed, self.dist, k*R, min(R, self.n - k*R), self.p, self.device).to(self.dtype)
     r = min(self.rows, self.n - k*self.rows)
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0]))
     a = torch.randn(r, self.p, generator=g) if self.dist == 'normal' else torch.rand(r, self.p, generator=g)
@@ -65,7 +74,8 @@ def block(self:Subspace, k:int)->Tensor:  # rows k·R ... (k+1)·R - 1 of A
 def blocks(self:Subspace):
     "Iterate over `(row slice, block)` pairs: the stored matrix, or the blocks generated one at a time."
     if self.A is not None: yield slice(0, self.n), self.A; return
-    for k in range(math.ceil(self.n/self.rows)): yield slice(k*self.rows, min(self.n, (k+1)*self.rows)), self.block(k)
+    R = self.counter_rows if self.gen == 'counter' else self.rows
+    for k in range(math.ceil(self.n/R)): yield slice(k*R, min(self.n, (k+1)*R)), self.block(k)
 
 # %% ../nbs/03_sharpness.ipynb #24be3e93
 @patch
@@ -92,6 +102,57 @@ def pinv(self:Subspace, x:Tensor)->Tensor:
     for s, a in self.blocks():
         a = a.double(); G += a.T @ a; b += a.T @ x[s].double()
     return torch.linalg.solve(G, b)
+
+# %% ../nbs/03_sharpness.ipynb #c0a7e16c
+GENERATORS = {'cpu': "block k of 2**16 rows by torch.randn/rand on the CPU from SeedSequence([seed, k]), copied to the device (the default)",
+              'counter': "SplitMix64 at counter 2**32·row + column//2 from seed, on the device; Box-Muller (normal) in float32"}
+
+def _u64(v:int)->int: return (v % 2**64) - (1 << 64) if v % 2**64 >= 1 << 63 else v % 2**64  # uint64 bits as an int64 value
+_GAMMA, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+def _mix_int(z:int)->int:  # SplitMix64's output function on a Python int (for the seed's state)
+    z %= 2**64; z = ((z ^ (z >> 30))*_MIX1) % 2**64; z = ((z ^ (z >> 27))*_MIX2) % 2**64
+    return z ^ (z >> 31)
+
+def _xorshift_(z:Tensor, s:int, tmp:Tensor)->Tensor:  # z ^= z >>> s on uint64 bits held in int64, in place
+    torch.bitwise_right_shift(z, s, out=tmp); tmp.bitwise_and_((1 << (64 - s)) - 1)
+    return z.bitwise_xor_(tmp)
+
+def mix64_(z:Tensor)->Tensor:  # the same tensor, mixed
+    "SplitMix64's output function (Stafford's Mix13) on an int64 tensor holding uint64 bits, in place."
+    t = torch.empty_like(z)
+    _xorshift_(z, 30, t).mul_(_u64(_MIX1)); _xorshift_(z, 27, t).mul_(_u64(_MIX2))
+    return _xorshift_(z, 31, t)
+
+def counter_words(seed:int,     # seed of A
+                  rows:Tensor,  # row indices i (int64, on the device to compute on)
+                  pairs:Tensor  # column-pair indices q (int64, same device)
+                 )->Tensor:     # int64 (len(rows), len(pairs)): the uint64 bits of w_iq
+    "SplitMix64 at counter 2³²·i + q from `seed`'s state: a pure function of (seed, i, q)."
+    s = _mix_int(seed + _GAMMA)
+    z = rows[:, None]*_u64(_GAMMA << 32) + (pairs*_u64(_GAMMA) + _u64(s))[None, :]
+    return mix64_(z)
+
+def counter_block(seed:int,        # seed of A
+                  dist:str,        # 'normal' or 'uniform'
+                  r0:int,          # first row
+                  r:int,           # number of rows
+                  p:int,           # columns
+                  device='cpu'     # where to compute
+                 )->Tensor:        # float32 (r, p): rows r0 ... r0+r-1 of A
+    "Rows `r0:r0+r` of the counter-generated A, computed on `device`."
+    w = counter_words(seed, torch.arange(r0, r0 + r, device=device), torch.arange((p + 1)//2, device=device))
+    hi = torch.bitwise_right_shift(w, 40).bitwise_and_(0xFFFFFF).float()   # top 24 bits
+    lo = w.bitwise_and_(0xFFFFFF).float()                                  # low 24 bits
+    out = torch.empty(r, 2*w.shape[1], device=device)
+    if dist == 'uniform':
+        torch.mul(hi, 2.**-24, out=out[:, 0::2]); torch.mul(lo, 2.**-24, out=out[:, 1::2])
+    else:
+        rad = hi.add_(1).mul_(2.**-24).log_().mul_(-2).sqrt_()   # sqrt(-2 ln u1), u1 in (0, 1]
+        th = lo.mul_(2*math.pi*2.**-24)                          # 2π u2
+        torch.mul(rad, torch.cos(th), out=out[:, 0::2]); torch.mul(rad, torch.sin(th), out=out[:, 1::2])
+    return out[:, :p]
+
 
 # %% ../nbs/03_sharpness.ipynb #79a66cde
 try: from scipy.optimize import _lbfgsb as _lb, _lbfgsb_py as _lbpy
@@ -158,6 +219,7 @@ class Sharpness:
     p:int|None=None            # subspace dimension
     dist:str|None=None         # distribution of A's entries
     seed:int|None=None         # seed of A
+    gen:str|None=None          # generator of A ('cpu' or 'counter', see `GENERATORS`)
     adaptive:bool=False        # box ε|x_i| instead of ε(|x_i|+1)
     grad_norm:float|None=None  # ‖∇f(x)‖
     f_init:float|None=None     # f at the initial point of training (for the variant denominator)
@@ -295,7 +357,7 @@ def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat paramet
     return Sharpness(phi=100*(fmax - f0)/(1 + f0), f0=f0, fmax=fmax, eps=eps, space='full' if A is None else 'subspace',
                      solver=solver, iters=iters, iterations=sum(r['iterations'] for r in runs), evaluations=len(trace),
                      seconds=time.perf_counter() - t0, at_bound=at, n_params=len(x), p=None if A is None else A.p,
-                     dist=getattr(A, 'dist', None), seed=getattr(A, 'seed', None), adaptive=adaptive, grad_norm=gnorm,
+                     dist=getattr(A, 'dist', None), seed=getattr(A, 'seed', None), gen=getattr(A, 'gen', None), adaptive=adaptive, grad_norm=gnorm,
                      f_init=f_init, phi_init=None if f_init is None else (100*(fmax - f0)/(f_init - f0) if f_init > f0 else math.nan),
                      message=best['message'], scale=s, lbfgsb='setulb' if FAST_LBFGSB else 'minimize', starts=starts,
                      best_start=best['start'], runs=runs, trace=trace, y=torch.from_numpy(yb).to(x.dtype))
@@ -385,14 +447,15 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
               loss_fn=F.cross_entropy, # loss with a `reduction` argument
               probe:bool=True,       # re-evaluate f at the end; warn if it changed (non-determinism)
               dense:bool|None=None,  # subspace: keep A in memory (None: if ≤ 256 MB), else stream it
-              starts:int|None=None   # best of this many starts (y = 0, sign corner, random vertices), `iters` iterations each; None: 1 in the full space, 8 in a subspace (`STARTS`)
+              starts:int|None=None,  # best of this many starts (y = 0, sign corner, random vertices), `iters` iterations each; None: 1 in the full space, 8 in a subspace (`STARTS`)
+              gen:str='cpu'          # subspace: generator of A, 'cpu' (default) or 'counter' (on the model's device), see `GENERATORS`
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of `model` at its current weights, on its training data."
     _check(eps, iters, solver, starts)
     params = trainable_params(model)
     X, Y = train_tensors(data, model, subset)
     x0 = parameters_to_vector(params).detach()
-    A = None if p is None else Subspace(len(x0), p, dist, seed, x0.device, x0.dtype, dense)
+    A = None if p is None else Subspace(len(x0), p, dist, seed, x0.device, x0.dtype, dense, gen)
     every = list(model.parameters())
     saved, was_training = [(q.data, q.grad) for q in every], model.training
     shard = dist_info()    # under torchrun: each process evaluates its chunks; f and ∇f all-reduced (float64)
