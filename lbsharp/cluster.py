@@ -4,13 +4,33 @@
 
 # %% ../nbs/05d_cluster.ipynb #c684143c
 from __future__ import annotations
-import sys, time
+import os, sys, time, warnings
 from pathlib import Path
-from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim)
+import torch
+from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim, write_json)
 from .training import progress
 
 # %% auto #0
-__all__ = ['JobsFailed', 'slurm_parameters', 'sbatch_script', 'make_executor', 'submit']
+__all__ = ['cores', 'job_threads', 'oversubscribed', 'JobsFailed', 'slurm_parameters', 'sbatch_script', 'make_executor', 'submit']
+
+# %% ../nbs/05d_cluster.ipynb #5b9e2f14
+def cores()->int:
+    "CPU cores this process may use: its affinity mask (honours taskset and cgroup cpusets), else `os.cpu_count()`."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def job_threads(jobs:int,               # jobs running at once
+                n_cores:int|None=None   # cores they share (None: `cores()`)
+               )->int:                  # torch threads for each job
+    "Threads per job so that `jobs` jobs fill the cores without oversubscribing them: cores // jobs, at least 1."
+    return max(1, (n_cores or cores()) // jobs)
+
+def oversubscribed(jobs:int, threads:int, n_cores:int|None=None)->str|None:
+    "A warning's text if `jobs` jobs of `threads` threads need more than the cores, else None."
+    n = n_cores or cores()
+    if jobs * threads <= n: return None
+    return (f"{jobs} jobs x {threads} threads = {jobs*threads} threads on {n} cores: oversubscribed cores can make every job "
+            f"many times slower (35x measured on 2 cores); use threads={job_threads(jobs, n)} or jobs={max(1, n // threads)}")
 
 # %% ../nbs/05d_cluster.ipynb #bb0d77d7
 class JobsFailed(RuntimeError):
@@ -68,49 +88,72 @@ def make_executor(kind:str,                 # 'local' (subprocesses on this mach
         return ex
     raise ValueError(f"executor {kind!r} is unknown; use 'local' or 'slurm'")
 
-def _job(exp_dict:dict, out:str, u:tuple, keep_checkpoints:bool)->bool:
-    "What one job runs: a single unit, quietly (the job's log is its own)."
-    return run_unit(exp_from_dict(exp_dict), out, tuple(u), quiet=True, keep_checkpoints=keep_checkpoints)
+def _job(exp_dict:dict, out:str, u:tuple, keep_checkpoints:bool, threads:int)->dict:
+    "What one job runs: a single unit, quietly (the job's log is its own), on `threads` torch threads; when it ran."
+    started, cpu0 = time.time(), time.process_time()              # after the interpreter, the imports and the unpickling
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)   # for anything the job starts
+    torch.set_num_threads(threads)
+    ran = run_unit(exp_from_dict(exp_dict), out, tuple(u), quiet=True, keep_checkpoints=keep_checkpoints)
+    return dict(ran=ran, threads=torch.get_num_threads(), pid=os.getpid(), started=started, ended=time.time(),
+                cpu_start_up=cpu0, cpu_unit=time.process_time() - cpu0)   # CPU seconds: before the unit, in it
 
-def _as_completed(ex, exp, out, todo, jobs, retries, keep, failed, poll):
+def _finished(j)->bool:
+    "A job is finished once its result is written (atomically); the process may still be tearing down."
+    return j.paths.result_pickle.exists() or j.done()
+
+def _as_completed(ex, exp, out, todo, jobs, retries, keep, threads, failed, poll, log):
     "Submit the units of `todo`, at most `jobs` at a time, retrying failures; yield each unit as it finishes."
     queue, running, tries = list(todo), {}, {u: 0 for u in todo}
     while queue or running:
         while queue and len(running) < jobs:
-            u = queue.pop(0); running[ex.submit(_job, exp_to_dict(exp), str(out), u, keep)] = u
-        done = [j for j in running if j.done()]
+            u = queue.pop(0); t = time.time()
+            running[ex.submit(_job, exp_to_dict(exp), str(out), u, keep, threads)] = (u, t)
+        done = [j for j in running if _finished(j)]
         if not done: time.sleep(poll); continue
         for j in done:
-            u = running.pop(j)
-            try: j.result(); yield u
+            u, t = running.pop(j)
+            row = dict(unit=unit_name(u), job=str(j.job_id), submitted=t, seen=time.time())
+            try: row.update(j.result()); log.append(row); yield u
             except Exception as e:
+                log.append({**row, 'error': type(e).__name__})
                 if tries[u] < retries: tries[u] += 1; queue.append(u)   # a killed job resumes from its checkpoint
                 else: failed.append((u, j, e)); yield u
 
 def submit(exp:Experiment,            # what to run
            out:str|Path,              # results directory (created; reused to resume)
            executor:str='local',      # 'local' or 'slurm'
-           jobs:int=2,                # at most this many jobs at once
+           jobs:int|None=None,        # at most this many jobs at once (None: local, the cores up to the largest wave's units; slurm, 8)
+           threads:int|None=None,     # torch threads per job (None: local, `job_threads(jobs)`; slurm, cpus_per_job; at most $OMP_NUM_THREADS)
            retries:int=1,             # resubmit a failed job this many times (it resumes from its checkpoint)
            quiet:bool=False,          # no progress bar
            keep_checkpoints:bool=False, # keep every epoch's checkpoint
-           poll:float=0.5,            # seconds between looks at the jobs
-           **executor_kw              # `make_executor` options (timeout_min, gpus_per_job, partition, ...)
+           poll:float=0.1,            # seconds between looks at the jobs
+           **executor_kw              # `make_executor` options (timeout_min, gpus_per_job, partition, cpus_per_job, ...)
           )->Path:                    # `out`
-    "Run (or resume) `exp` into `out` with one submitit job per unit; the same results as `run`."
+    "Run (or resume) `exp` into `out` with one submitit job per unit; the same results as `run` at the same threads."
+    if jobs is None: jobs = min(cores(), max(len(w) for w in units(exp))) if executor == 'local' else 8
     if not isinstance(jobs, int) or jobs < 1: raise ValueError(f"jobs={jobs!r} must be a positive int (jobs at once)")
+    if threads is None:
+        threads = job_threads(jobs) if executor == 'local' else int(executor_kw.get('cpus_per_job', 2))
+        if os.environ.get('OMP_NUM_THREADS', '').isdigit() and int(os.environ['OMP_NUM_THREADS']) > 0:   # the user's cap per process
+            threads = min(threads, int(os.environ['OMP_NUM_THREADS']))
+    if not isinstance(threads, int) or threads < 1: raise ValueError(f"threads={threads!r} must be a positive int (threads per job)")
+    if executor == 'local' and (msg := oversubscribed(jobs, threads)): warnings.warn(msg, stacklevel=2)
     if exp.protocol == 'warmstart' and exp.epochs is None:
         raise ValueError("the warm-start protocol trains a fixed number of epochs; set epochs (the paper: 100)")
     out = Path(out); _claim(out, exp)
     ex = make_executor(executor, out/'.submitit', jobs, **executor_kw)
-    failed = []
-    for w, wave in enumerate(units(exp)):
-        todo = [u for u in wave if not unit_done(exp, out, u)]
-        for _ in progress(_as_completed(ex, exp, out, todo, jobs, retries, keep_checkpoints, failed, poll), total=len(todo),
-                          quiet=quiet, comment=f'{executor} jobs, wave {w+1}'): pass
-        if failed:
-            lines = [f"  {unit_name(u)}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
-                     f"(log: {j.paths.stderr})" for u, j, e in failed]
-            raise JobsFailed(f"{len(failed)} job(s) failed after {retries} retr{'y' if retries == 1 else 'ies'}:\n" + '\n'.join(lines)
-                             + f"\nrerun the same command to resume: finished units are skipped, training resumes from its checkpoint")
+    failed, log = [], []
+    try:
+        for w, wave in enumerate(units(exp)):
+            todo = [u for u in wave if not unit_done(exp, out, u)]
+            for _ in progress(_as_completed(ex, exp, out, todo, jobs, retries, keep_checkpoints, threads, failed, poll, log),
+                              total=len(todo), quiet=quiet, comment=f'{executor} jobs, wave {w+1}'): pass
+            if failed:
+                lines = [f"  {unit_name(u)}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
+                         f"(log: {j.paths.stderr})" for u, j, e in failed]
+                raise JobsFailed(f"{len(failed)} job(s) failed after {retries} retr{'y' if retries == 1 else 'ies'}:\n" + '\n'.join(lines)
+                                 + f"\nrerun the same command to resume: finished units are skipped, training resumes from its checkpoint")
+    finally:
+        if log: write_json(out/'.submitit'/f'jobs-{time.time_ns()}.json', dict(executor=executor, jobs=jobs, threads=threads, log=log))
     return out

@@ -3,6 +3,10 @@ mid-run is retried (resuming from its checkpoint) with no duplicate, torn or lef
 
 Each job is a real subprocess (submitit's local executor). The experiment is `quick` shrunk to seconds: 2 trials of
 3 epochs on 1,000 MNIST-1D samples, one ε, a 5-dimensional subspace, 2 L-BFGS-B iterations, 3 landscape points.
+
+The thread count changes the arithmetic (torch splits reductions over threads), so the serial reference runs on
+the same number of threads as each job: 1, pinned both ways (the jobs by `threads=1` and `OMP_NUM_THREADS=1`,
+which the CLI's jobs inherit, capped by `job_threads`; the serial run by `torch.set_num_threads(1)`).
 """
 import os, sys, json, time, signal, subprocess
 from pathlib import Path
@@ -10,6 +14,7 @@ import pytest, torch
 
 pytest.importorskip('submitit')
 ROOT = Path(__file__).resolve().parent.parent
+THREADS = 1   # threads per process, both ways
 SETS = dict(trials=2, epochs=3, data_kw={'n_samples': 1000}, eps=[1e-3], p=5, sharp_iters=2, alphas=3)
 
 def tiny():
@@ -40,12 +45,18 @@ def assert_same(a, b):
 @pytest.fixture(scope='module')
 def serial(tmp_path_factory):
     from lbsharp.experiments import run
-    return run(tiny(), tmp_path_factory.mktemp('serial')/'r', quiet=True)
+    n = torch.get_num_threads(); torch.set_num_threads(THREADS)
+    try: return run(tiny(), tmp_path_factory.mktemp('serial')/'r', quiet=True)
+    finally: torch.set_num_threads(n)
 
 def test_local_jobs_equal_serial(serial, tmp_path):
     from lbsharp.cluster import submit
-    out = submit(tiny(), tmp_path/'r', 'local', jobs=2, quiet=True)
+    out = submit(tiny(), tmp_path/'r', 'local', jobs=2, threads=THREADS, quiet=True)
     assert_same(serial, out)
+    runs = sorted(out.glob('trial*/result.json'))
+    assert runs and all(json.loads(f.read_text())['environment']['threads'] == THREADS for f in runs)
+    log = json.loads(next((out/'.submitit').glob('jobs-*.json')).read_text())
+    assert log['threads'] == THREADS and len(log['log']) == 5 and all(r['submitted'] <= r['started'] <= r['ended'] for r in log['log'])
     assert not (out/'.claims').exists() and not list(out.rglob('*.tmp'))
     # the units ran in separate processes: one submitit job folder per unit (4 runs + 1 landscape)
     assert len(list((out/'.submitit').glob('*_submitted.pkl'))) == 5
