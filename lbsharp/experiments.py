@@ -19,9 +19,9 @@ from .sharpness import sharpness, Hessian, FAST_LBFGSB
 from .landscape import parametric, plot_line
 
 # %% auto #0
-__all__ = ['FORMAT', 'EXTRAS', 'PROTOCOLS', 'read_json', 'environment', 'load_data', 'save_model', 'load_model', 'sharp_kwargs',
-           'measure_extras', 'measure_model', 'run_one', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit',
-           'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory', 'export_results']
+__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'EXTRAS', 'PROTOCOLS', 'read_json', 'environment', 'load_data', 'save_model',
+           'load_model', 'sharp_kwargs', 'measure_extras', 'measure_model', 'run_one', 'UnitBusy', 'unit_name', 'units',
+           'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #21187ca5
 FORMAT = 'lbsharp-run/1'
@@ -55,12 +55,22 @@ def _git(root:Path)->dict:
 
 _CODE = _git(Path(lbsharp.__file__).resolve().parent.parent)  # read once, at import: the code this process runs
 
+REPRODUCIBLE_ENV = {'MKL_CBWR': 'AVX2,STRICT',        # MKL's conditional numerical reproducibility: AVX2 code paths on any CPU
+                    'ATEN_CPU_CAPABILITY': 'avx2',    # PyTorch's own CPU kernels (reductions, BatchNorm, losses) at AVX2
+                    'ONEDNN_MAX_CPU_ISA': 'AVX2'}     # oneDNN's kernels at AVX2
+
+def _cpu()->str|None:
+    "The CPU's model name (Linux), which decides the kernels a float sum runs through unless `REPRODUCIBLE_ENV` pins them."
+    try: return next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), None)
+    except OSError: return platform.processor() or None
+
 def environment(device='cpu')->dict:
-    "Code version (git commit, dirty), library versions, device, threads and L-BFGS-B path, recorded with every result."
+    "Code version (git commit, dirty), library versions, device, CPU, threads, numerics pins and L-BFGS-B path, recorded with every result."
     d = dict(lbsharp=lbsharp.__version__, **_CODE,
              torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__, fastprogress=fastprogress.__version__,
              python=platform.python_version(), platform=platform.platform(), device=str(device),
-             threads=torch.get_num_threads(), fast_lbfgsb=FAST_LBFGSB)
+             cpu=_cpu(), threads=torch.get_num_threads(), numerics={k: os.environ.get(k) for k in REPRODUCIBLE_ENV},
+             fast_lbfgsb=FAST_LBFGSB)
     if str(device).startswith('cuda') and torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(device)
     return d
 
