@@ -358,7 +358,7 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False,
               trials:list|None=None, at:list|None=None, data:Dataset|None=None # only these trials / SB epochs (None: all); data already loaded
              )->Path:
     "Figure 5 protocol: LB runs warm-started from SB checkpoints (see above)."
-    if exp.epochs is None: raise ValueError("the warm-start protocol trains a fixed number of epochs; set epochs (the paper: 100)")
+    if exp.epochs is None: raise ValueError("the warm-start protocol trains SB a fixed number of epochs to start LB runs from; set epochs (the paper: 100)")
     out = Path(out); _claim(out, exp); data = load_data(exp) if data is None else data; X, Y = _sharp_data(exp, data)
     for t in (range(exp.trials) if trials is None else trials):
         x0, seed = _x0(exp, t), exp.seed + t
@@ -371,7 +371,9 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False,
             if (d/'result.json').exists(): continue
             model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
             ck = load_checkpoint(d_sb/'checkpoints'/f'epoch_{k:04d}.pt', model)
-            hist = train(model, data, batch=exp.regimes['LB'], epochs=exp.epochs, lr=exp.lr, seed=seed, chunk=exp.chunk, quiet=True)
+            rule = (dict(epochs=exp.warm_epochs) if exp.warm_epochs else
+                    dict(patience=exp.patience, min_delta=exp.min_delta, target=exp.target, max_epochs=exp.max_epochs))
+            hist = train(model, data, batch=exp.regimes['LB'], lr=exp.lr, seed=seed, chunk=exp.chunk, quiet=True, **rule)
             sharp = measure_model(_one_measure(exp), model, X, Y, d)
             sb_row = ck['history']['log'][-1]
             write_json(d/'result.json', dict(format=FORMAT, kind='warmstart', experiment=exp.name, trial=t, warm_epoch=k,
