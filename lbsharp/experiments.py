@@ -395,7 +395,8 @@ def trajectory(exp:Experiment, out:str|Path, quiet:bool=False,
             f = d/'trajectory.json'
             if f.exists(): continue
             pts = []
-            for ck_path in progress_jobs(checkpoints(d/'checkpoints')[::exp.every], quiet=quiet, label=f'trial {t}: {regime} checkpoint'):
+            cks = checkpoints(d/'checkpoints'); at = cks[::exp.every] + ([cks[-1]] if (len(cks) - 1) % exp.every else [])  # and the minimum
+            for ck_path in progress_jobs(at, quiet=quiet, label=f'trial {t}: {regime} checkpoint'):
                 model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
                 ck = load_checkpoint(ck_path, model)
                 row = ck['history']['log'][-1]
