@@ -373,8 +373,9 @@ class NoiseIso:
     def __repr__(self): return f"NoiseIso(sb_batch={self.sb_batch}, every={self.every}, n_batches={self.n_batches}, scale={self.scale:g})"
 
     def estimate(self, model:nn.Module)->float:
-        "Re-estimate tr Σ at the model's current weights (`noise_scale`, seeded by the estimate's number)."
-        ns = noise_scale(model, (self.X, self.Y), b_small=self.sb_batch, n_batches=self.n_batches, seed=len(self.estimates),
+        "Re-estimate tr Σ at the model's current weights (`noise_scale`, its batches seeded from the global generator)."
+        seed = int(torch.randint(0, 2**31 - 1, ()))   # the generator `train` seeds and checkpoints: a resumed run draws the same
+        ns = noise_scale(model, (self.X, self.Y), b_small=self.sb_batch, n_batches=self.n_batches, seed=seed,
                          chunk=self.chunk, loss_fn=self.loss_fn)
         self.trace_S = max(ns['trace_S'], 0.)
         self.estimates.append(dict(update=self.calls, trace_S=ns['trace_S']))
