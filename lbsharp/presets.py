@@ -174,7 +174,7 @@ REMEDY_PRESETS = {
 GAP_EXTRAS = ('lam_max', 'trace', 'adaptive')
 GAP_ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear')
 GAP_SWEEP = {f'B{b}': b for b in (32, 64, 128, 256, 512, 1024, 2000, 4000)}   # quick-sweep's batches
-GAP_FMNIST_HOURS = 8   # rough CPU-hour estimate of all gap-fmnist-* presets (3 trials), see the note
+GAP_FMNIST_HOURS = 9   # rough estimate, in hours on one CPU core, of all gap-fmnist-* presets (3 trials): see above
 
 _GAP_COMMON = dict(trials=3, eps=(1e-3,), p=100, extras=GAP_EXTRAS, landscape_trials=(), target=0.01, max_epochs=300)
 _GAP_DATA = {
