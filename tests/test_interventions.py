@@ -99,11 +99,15 @@ def lsq():
     return dict(X=X, Y=Y, m=m, ps=ps, Sig=torch.cov(ps.T, correction=0), N=N, d=d)
 
 def test_noise_iso_trace_estimate_is_the_exact_per_sample_trace(lsq):
-    "tr Σ from noise_scale (2,000 batches of 16): relative sampling error ≈ √(2/2000) ≈ 3 %; allowed 4 of those."
+    """tr Σ from noise_scale (2,000 batches of 16), 10 estimates: their mean is the exact tr Σ within 5 of their standard errors.
+    (The per-sample gradients are heavy-tailed, so one estimate scatters by ~10 %, not the Gaussian √(2/2000) = 3 %.)"""
     torch.manual_seed(0)
     ni = NoiseIso(lsq['X'], lsq['Y'], sb_batch=16, n_batches=2000, loss_fn=_lin)
+    est = torch.tensor([ni.estimate(lsq['m']) for _ in range(10)], dtype=torch.float64)
     tr = lsq['Sig'].trace().item()
-    assert abs(ni.estimate(lsq['m']) - tr) < 4*math.sqrt(2/2000)*tr
+    assert len({round(e, 6) for e in est.tolist()}) == 10                    # each estimate draws its own batches
+    assert abs(est.mean().item() - tr) < 5*est.std().item()/math.sqrt(10), (est.tolist(), tr)
+    assert est.std().item() < 0.2*tr
 
 def test_noise_iso_covariance_is_isotropic_with_the_stated_trace(lsq):
     "K = 40,000 draws: diagonal entries of the empirical covariance have relative sd √(2/K) = 0.7 %, off-diagonal σ²/√K; 5 sd allowed."
