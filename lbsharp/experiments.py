@@ -16,12 +16,14 @@ from .training import (evaluate, progress, progress_jobs, train, init_model, His
                               load_checkpoint, checkpoints, write_json)
 from .hooks import train_kwargs, noise_scale
 from .sharpness import sharpness, Hessian, FAST_LBFGSB
+from .curvature import hutchinson
 from .landscape import parametric, plot_line
 
 # %% auto #0
-__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'EXTRAS', 'PROTOCOLS', 'read_json', 'environment', 'load_data', 'save_model',
-           'load_model', 'sharp_kwargs', 'measure_extras', 'measure_model', 'run_one', 'UnitBusy', 'unit_name', 'units',
-           'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory', 'export_results']
+__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'TRACE_PROBES', 'EXTRAS', 'PROTOCOLS', 'read_json', 'environment', 'load_data',
+           'save_model', 'load_model', 'sharp_kwargs', 'measure_extras', 'measure_model', 'run_one', 'UnitBusy',
+           'unit_name', 'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory',
+           'export_results']
 
 # %% ../nbs/05_experiments.ipynb #21187ca5
 FORMAT = 'lbsharp-run/1'
@@ -126,16 +128,25 @@ def sharp_kwargs(exp:Experiment, eps:float, p:int|None=None)->dict:
     if exp.sharp_solver: kw['solver'] = exp.sharp_solver
     return kw
 
+TRACE_PROBES = 30  # Rademacher probes of the 'trace' extra (seed 0: the same probes at every solution)
+
 EXTRAS = {'lam_max': 'largest Hessian eigenvalue of f (Lanczos on exact Hessian-vector products, 1 % tolerance)',
-          'noise': "gradient noise scale B_simple (`lbsharp.hooks.noise_scale`: batches of 64 against the whole set, 32 draws, the trial's seed)"}
+          'noise': "gradient noise scale B_simple (`lbsharp.hooks.noise_scale`: batches of 64 against the whole set, 32 draws, the trial's seed)",
+          'trace': f"Hessian trace of f (Hutchinson, `lbsharp.curvature.hutchinson`: {TRACE_PROBES} Rademacher probes, seed 0, with its standard error)",
+          'adaptive': "adaptive ε-sharpness at eps[0] in the full space (`sharpness(..., adaptive=True)`: box ε|x_i|, scale-invariant)"}
 
 def measure_extras(exp:Experiment, model, X, Y, seed:int)->dict:
-    "The extra measurements `exp.extras` at `model` on the data (X, Y) that define f: {'lam_max': float, 'noise': dict}."
+    "The extra measurements `exp.extras` at `model` on the data (X, Y) that define f (shapes: see `EXTRAS` and the table above)."
     bad = sorted(set(exp.extras) - set(EXTRAS))
     if bad: raise ValueError(f"unknown extras {bad}; known: {sorted(EXTRAS)}")
     out = {}
     if 'lam_max' in exp.extras: out['lam_max'] = float(Hessian(model, (X, Y), chunk=exp.chunk).eigenvalues(k=1, tol=1e-2)[0])
     if 'noise' in exp.extras: out['noise'] = noise_scale(model, (X, Y), seed=seed, chunk=exp.chunk)
+    if 'trace' in exp.extras:
+        t = hutchinson(Hessian(model, (X, Y), chunk=exp.chunk), products=TRACE_PROBES, seed=0)
+        out['trace'] = dict(estimate=t.estimate, stderr=t.stderr, products=t.products, method=t.method, seconds=t.seconds)
+    if 'adaptive' in exp.extras:
+        out['adaptive'] = {**sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0])).to_dict(), 'subset': exp.sharp_subset}
     return out
 
 def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:

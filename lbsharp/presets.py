@@ -11,7 +11,8 @@ from .hooks import REMEDIES
 
 # %% auto #0
 __all__ = ['PAPER', 'MNIST1D_RULE', 'MNIST1D_REGIMES', 'PRESETS', 'MNIST1D_PROTOCOL', 'SB_RELATIVE', 'REMEDY_PRESETS',
-           'Experiment', 'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset']
+           'GAP_EXTRAS', 'GAP_ARMS', 'GAP_SWEEP', 'GAP_FMNIST_HOURS', 'GAP_PRESETS', 'Experiment', 'exp_from_dict',
+           'exp_to_dict', 'all_presets', 'preset']
 
 # %% ../nbs/04a_presets.ipynb #03a73b8e
 PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mean, std)
@@ -140,8 +141,8 @@ PRESETS = {
 }
 
 def all_presets()->dict:
-    "`PRESETS` plus the remedies' presets (`REMEDY_PRESETS`, e.g. 'remedy-sam')."
-    return {**PRESETS, **REMEDY_PRESETS}
+    "`PRESETS` plus the remedies' presets (`REMEDY_PRESETS`, e.g. 'remedy-sam') and the gap experiment's (`GAP_PRESETS`)."
+    return {**PRESETS, **REMEDY_PRESETS, **GAP_PRESETS}
 
 def preset(name:str,  # a key of `all_presets()`
            **overrides # any `Experiment` field
@@ -157,7 +158,8 @@ MNIST1D_PROTOCOL = dict(MNIST1D_RULE, regimes=MNIST1D_REGIMES, trials=3, eps=(1e
                              "(the paper's LB/SB ratio) and its stopping rule (training loss 0.01, or a 1% plateau over 20 epochs; cap 300): "
                              "the remedies protocol of the remedies page, not a paper data set. Remedies defined relative to the SB batch "
                              "(LR scaling, ghost batches, the growing batch's start) use 64 here, the paper's 256 elsewhere.")
-SB_RELATIVE = {'lr-linear': {'ref_batch': 64}, 'lr-sqrt': {'ref_batch': 64}, 'ghost-bn': {'size': 64}, 'dynamic-sampling': {'start': 64}}
+SB_RELATIVE = {'lr-linear': {'ref_batch': 64}, 'lr-sqrt': {'ref_batch': 64}, 'ghost-bn': {'size': 64}, 'dynamic-sampling': {'start': 64},
+               'noise-iso': {'sb_batch': 64}, 'noise-sb': {'sb_batch': 64}}
 
 REMEDY_PRESETS = {
     **{f'remedy-{k}': dict(MNIST1D_PROTOCOL, remedy=k, remedy_kw=SB_RELATIVE.get(k, {}), remedy_regimes=r.regimes)
@@ -166,4 +168,43 @@ REMEDY_PRESETS = {
        for n, ds in (('C1', 'cifar10'), ('C2', 'cifar10'), ('C3', 'cifar100'), ('C4', 'cifar100'))},
     **{f'paper-{n}-conservative': dict(network=n, dataset=ds, remedy='conservative', remedy_kw={}, remedy_regimes=('LB',))
        for n, ds in (('F1', 'mnist'), ('F2', 'timit'), ('C1', 'cifar10'), ('C2', 'cifar10'), ('C3', 'cifar100'), ('C4', 'cifar100'))},
+}
+
+# %% ../nbs/04a_presets.ipynb #01b3f9f8
+GAP_EXTRAS = ('lam_max', 'trace', 'adaptive')
+GAP_ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear')
+GAP_SWEEP = {f'B{b}': b for b in (32, 64, 128, 256, 512, 1024, 2000, 4000)}   # quick-sweep's batches
+GAP_FMNIST_HOURS = 9   # rough estimate, in hours on one CPU core, of all gap-fmnist-* presets (3 trials): see above
+
+_GAP_COMMON = dict(trials=3, eps=(1e-3,), p=100, extras=GAP_EXTRAS, landscape_trials=(), target=0.01, max_epochs=300)
+_GAP_DATA = {
+    'mnist1d': dict(MNIST1D_RULE, regimes=MNIST1D_REGIMES, **_GAP_COMMON,
+                    note="Gap experiment on MNIST-1D (10,000 generated samples, 8,000 for training), mlp-mnist1d, SB 64 and LB 1,500 "
+                         "(the paper's LB/SB ratio ≈ 23.4), the common stopping rule (training loss 0.01, or a 1% plateau over 20 epochs; "
+                         "cap 300), 3 trials; f for sharpness on all 8,000 training samples; extras λmax, Hessian trace (Hutchinson, "
+                         "30 probes), adaptive sharpness. Not a paper data set."),
+    'fmnist': dict(network='F1', dataset='fashion-mnist', n_train=15_000, regimes={'SB': 64, 'LB': 1500}, **_GAP_COMMON,
+                   note="Gap experiment on Fashion-MNIST (stands in for MNIST, not available offline) with F1 on a seeded subset of 15,000 "
+                        "training samples (all 10,000 test samples): SB 64 and LB 1,500 keep the paper's LB fraction (10%) and its LB/SB "
+                        "ratio (≈ 23.4, the paper's 6,000/256) at a fraction of the cost — the full protocol costs ~40 min per seed for SB "
+                        "and LB on this CPU and matched updates at LB 6,000 ~1.5 h per seed. Common stopping rule (training loss 0.01, or "
+                        "a 1% plateau over 20 epochs; cap 300), 3 trials; f for sharpness on the 15,000 training samples; extras λmax, "
+                        f"Hessian trace (Hutchinson, 30 probes), adaptive sharpness. Estimated cost of all gap-fmnist-* presets: "
+                        f"~{GAP_FMNIST_HOURS} CPU hours on one core."),
+}
+
+def _gap_arm(base:dict, arm:str)->dict:
+    if arm == 'none': return dict(base, remedy='none', remedy_kw={}, remedy_regimes=())
+    regimes = base['regimes'] if arm == 'matched-updates' else {'LB': base['regimes']['LB']}
+    sb = base['regimes']['SB']
+    kw = {k: sb for k in {'lr-linear': ('ref_batch',), 'noise-iso': ('sb_batch',), 'noise-sb': ('sb_batch',)}.get(arm, ())}
+    note = base['note'] + (f" Arm {arm!r}: {REMEDIES[arm].description} ({REMEDIES[arm].source}), LB only (SB is the same run as in "
+                           f"the 'none' arm)." + (f" Options: {kw}." if kw else '') if arm != 'matched-updates' else
+                           f" Arm 'matched-updates': {REMEDIES[arm].description} ({REMEDIES[arm].source}); SB is trained here too for its update count.")
+    return dict(base, regimes=regimes, remedy=arm, remedy_kw=kw, remedy_regimes=('LB',), note=note)
+
+GAP_PRESETS = {
+    **{f'gap-{d}-{a}': _gap_arm(base, a) for d, base in _GAP_DATA.items() for a in GAP_ARMS},
+    **{f'gap-{d}-sweep': dict(base, regimes=GAP_SWEEP, note=base['note'] + " Batch-size sweep: quick-sweep's 8 batches, 32 to 4,000, each by "
+                              "the common rule (Figure 4's protocol; the paper: a fixed 100 epochs).") for d, base in _GAP_DATA.items()},
 }
