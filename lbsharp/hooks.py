@@ -254,6 +254,14 @@ def _flat_grad(params:list)->Tensor:
     "The parameters' `.grad` as one flat vector (zeros where a gradient is missing)."
     return parameters_to_vector([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]).detach()
 
+def _batch_grad(model, opt, xb, yb, loss_fn)->tuple:
+    "(trainable parameters, batch loss, flat batch gradient): the first half of every two-gradient step hook."
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    return params, loss, _flat_grad(params)
+
 def _set_grad(params:list, v:Tensor):
     "Write the flat vector `v` into the parameters' `.grad`."
     i = 0
@@ -273,11 +281,7 @@ class GradNorm:
     def __repr__(self): return f"GradNorm(lam={self.lam:g}, r={self.r:g})"
 
     def __call__(self, model, opt, xb, yb)->Tensor:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(model(xb), yb)
-        loss.backward()
-        g = _flat_grad(params)
+        params, loss, g = _batch_grad(model, opt, xb, yb, self.loss_fn)
         gn = float(g.norm())
         if self.lam > 0 and gn > 0:
             saved = [p.data for p in params]
@@ -394,11 +398,7 @@ class NoiseIso:
         if self.calls == 0: self._per_epoch = per_epoch
         if self.trace_S is None or (self.every and self.calls % (self.every*self._per_epoch) == 0): self.estimate(model)
         self.calls += 1
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(model(xb), yb)
-        loss.backward()
-        g = _flat_grad(params)
+        params, loss, g = _batch_grad(model, opt, xb, yb, self.loss_fn)
         xi = self.noise(len(g), len(xb), g)
         _set_grad(params, g + xi)
         opt.step()
@@ -428,11 +428,7 @@ class NoiseSB:
         return self.scale*(_flat_grad(params) - g)
 
     def __call__(self, model, opt, xb, yb)->Tensor:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(model(xb), yb)
-        loss.backward()
-        g = _flat_grad(params)
+        params, loss, g = _batch_grad(model, opt, xb, yb, self.loss_fn)
         xi = self.noise(model, xb, yb, g)
         _set_grad(params, g + xi)
         opt.step()
