@@ -8,7 +8,9 @@ import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
 from .sharpness import sharpness, eval_mode
 from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
-                                 read_json, load_data, sharp_kwargs, _sharp_data, units, unit_name, PAPER, UnitBusy)
+                                 read_json, load_data, sharp_kwargs, _sharp_data, units, unit_name, PAPER, UnitBusy,
+                                 FORMAT, environment)
+from .training import write_json
 from .report import report, summarize, table, headline, verdict, DATASET_NAMES, PAPER_DATA, CAP, pm, stops_text, rule_text
 from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
 
@@ -105,6 +107,8 @@ def _parser()->argparse.ArgumentParser:
                     "'all' for every sample (default: the run's sharp_subset, else all)")
     sh.add_argument('--chunk', type=int, help="evaluation chunk (default: the run's, else 5000; defines f with BatchNorm in batch mode)")
     sh.add_argument('--device', default='cpu', help="cpu or cuda")
+    sh.add_argument('--json', metavar='FILE', help="also write the result to FILE (JSON: every solver detail, which data defined f, "
+                    "the model file and the environment: code version, library versions, threads, numerics pins)")
     sub.add_parser('presets', help="list the presets and their settings")
     return p
 
@@ -156,6 +160,12 @@ def _sharpness(a):
     r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, a.p or None))
     r.subset = exp.sharp_subset
     print(f"{model.spec['name']}: {r}")
+    if a.json:
+        f_text = (f"mean cross-entropy on {data.name} training data, {len(X)} of {len(data.Xtr)} samples, chunk {exp.chunk}, "
+                  f"{eval_mode(model)} — from {src}")
+        write_json(a.json, dict(format=FORMAT, kind='sharpness', result=r.to_dict(), model=str(Path(a.model).resolve()), f=f_text,
+                                environment=environment(a.device)))
+        print(f"wrote {a.json}")
     return r
 
 def presets_table()->str:

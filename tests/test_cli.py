@@ -48,6 +48,15 @@ def test_sharpness_command_remeasures_the_stored_phi(finished, space, capsys):
     assert (r.n_samples, r.subset, r.iters, r.eps) == (stored['n_samples'], 300, 2, 0.001)
     assert abs(r.phi - stored['phi']) <= 1e-6*abs(stored['phi']), (r.phi, stored['phi'])
 
+def test_sharpness_json_records_the_result_and_its_provenance(finished, tmp_path, capsys):
+    f = tmp_path/'deep'/'lb.json'
+    r = _sharpness(_parser().parse_args(['sharpness', str(finished/'trial0-LB'/'model.pt'), '--solver', 'sum', '--json', str(f)]))
+    d = json.loads(f.read_text())
+    assert (d['kind'], d['result']['solver'], d['result']['phi']) == ('sharpness', 'sum', r.phi), d['result']
+    assert d['model'].endswith('trial0-LB/model.pt') and '300 of 800 samples' in d['f'] and 'experiment.json' in d['f'], d
+    assert {'git_commit', 'torch', 'threads', 'numerics'} <= set(d['environment']), d['environment']
+    assert f'wrote {f}' in capsys.readouterr().out
+
 def test_sharpness_subset_all_overrides_the_run(finished, capsys):
     r = _sharpness(_parser().parse_args(['sharpness', str(finished/'trial0-SB'/'model.pt'), '--subset', 'all']))
     assert r.n_samples == 800 and r.subset is None and '800 of 800 samples' in capsys.readouterr().out
