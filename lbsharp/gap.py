@@ -14,9 +14,9 @@ from .experiments import load_runs
 from .report import _ms, pm, CAP
 
 # %% auto #0
-__all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'measure', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms', 'kendall',
-           'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'plot_gap', 'gap_figure',
-           'gap_reading']
+__all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'FAMILIES', 'measure', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms',
+           'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'answers', 'plot_gap',
+           'gap_figure', 'gap_reading']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
@@ -240,6 +240,34 @@ def link_breakers(rows:list,      # from `collect_runs`
 
 def _fmt(v:float, log:bool)->str: return f"{math.exp(v) if log else v:.3g}"
 
+# %% ../nbs/06a_gap.ipynb #03f687d8
+FAMILIES = {'sam': 'flatness', 'asam': 'flatness', 'grad-norm': 'flatness', 'noise-iso': 'noise', 'noise-sb': 'noise',
+            'matched-updates': 'confounder', 'lr-linear': 'confounder'}   # which headline question each arm answers
+
+def answers(rows:list,  # from `collect_runs`
+            k:float=2.  # "within k pooled seed spreads"
+           )->NetTable: # one row per intervention on LB: accuracy against SB's and LB's, φ against theirs
+    "Does each intervention bring LB's test accuracy to SB's, and its full-space φ to SB's level?"
+    col = lambda lab, c: np.array([r[c] for r in rows if r['label'] == lab and np.isfinite(r[c])], float)
+    t, sa, la = NetTable(), col('SB', 'test_acc'), col('LB', 'test_acc')
+    if not (len(sa) and len(la)): return t
+    ls, ll = np.log(col('SB', 'phi_full')), np.log(col('LB', 'phi_full'))
+    for s in gap_summary(rows):
+        lab, arm = s['label'], s['arm']
+        if arm not in FAMILIES or not lab.startswith('LB+'): continue
+        a, lp = col(lab, 'test_acc'), np.log(col(lab, 'phi_full'))
+        row = {'run': lab + (f" {CAP}{s['cap']}/{s['n']}" if s['cap'] else ''), 'question': FAMILIES[arm], 'seeds': s['n'],
+               'test acc %': pm(_ms(a), '.1f', '.1f'), 'SB / LB %': f"{sa.mean():.1f} / {la.mean():.1f}",
+               'gap closed': f"{100*(a.mean() - la.mean())/(sa.mean() - la.mean()):.0f}%",
+               'reaches SB': 'yes' if a.mean() >= sa.mean() - k*_pooled(a, sa) else f"no ({sa.mean() - a.mean():.1f} points below)"}
+        if len(lp) and len(ls) and len(ll):
+            row.update({'φ full': pm(_ms(np.exp(lp)), '.3g', '.2g'), 'SB / LB φ': f"{math.exp(ls.mean()):.3g} / {math.exp(ll.mean()):.3g}",
+                        'φ moved': f"{100*(ll.mean() - lp.mean())/(ll.mean() - ls.mean()):.0f}%",
+                        'φ at SB level': 'yes' if lp.mean() <= ls.mean() + k*_pooled(lp, ls) else 'no'})
+        else: row.update({'φ full': 'not measured', 'SB / LB φ': '–', 'φ moved': '–', 'φ at SB level': '–'})
+        t.append(row)
+    return t
+
 # %% ../nbs/06a_gap.ipynb #44319cd5
 def _styles(labels:list)->dict: # label -> (colour, marker): baselines blue/red squares, the rest 7 colours × 4 markers
     pal = [c for i, c in enumerate(plt.get_cmap('tab10').colors) if i not in (0, 3, 7)]   # no baseline blue/red, no sweep grey
@@ -325,6 +353,13 @@ def gap_reading(rows:list,            # from `collect_runs`
               f"{lb['test_acc'][0]:.1f}% against {sb['test_acc'][0]:.1f}%), its loss gap {lb['gap_loss'][0]:.2f} against {sb['gap_loss'][0]:.2f}")
         if sb['phi_full'][2] and lb['phi_full'][2]: t += f"; its full-space φ is {lb['phi_full'][0]/sb['phi_full'][0]:.1f}× SB's"
         t += ".\n"
+    A = answers(rows)
+    for fam, q in (('flatness', 'Made flat, does LB reach SB?'), ('noise', "Given SB's gradient noise, does LB reach SB?"),
+                   ('confounder', 'The confounders.')):
+        rs = [r for r in A if r['question'] == fam]
+        if rs: t += f"- **{q}** " + '; '.join(
+            f"{r['run']}: test accuracy {r['test acc %']}%, {r['gap closed']} of the gap closed, reaches SB's accuracy: {r['reaches SB']}; "
+            f"φ full {r['φ full']}, {r['φ moved']} of the way from LB's to SB's, at SB's level: {r['φ at SB level']}" for r in rs) + ".\n"
     meas = [m for m in MEASURES if np.isfinite(taus[m, 'gap_acc']['tau'])]
     f = lambda m, g: f"{MEASURES[m][0]} τ = {taus[m, g]['tau']:+.2f} [{taus[m, g]['lo']:+.2f}, {taus[m, g]['hi']:+.2f}]"
     for g in GAPS:
