@@ -385,6 +385,10 @@ def gap_reading(rows:list,            # from `collect_runs`
                 if r['verdict'].startswith(kind): d.setdefault(r['run'], []).append(r['measure'])
             return [f"{run}, {kind} by {', '.join(dict.fromkeys(ms))}" for run, ms in sorted(d.items())]
         fw, sg = who('flat'), who('sharp')
+        for r in A:   # the headline rule (`answers`): SB's accuracy without SB's φ, or SB's φ without SB's accuracy
+            if r['reaches SB'] == 'yes' and r['φ at SB level'] == 'no':
+                sg.append(f"{r['run']}, SB's test accuracy with φ full {r['φ moved']} of the way from LB's to SB's")
+            if r['φ at SB level'] == 'yes' and r['reaches SB'] != 'yes': fw.append(f"{r['run']}, φ full at SB's level without SB's test accuracy")
         t += (f"- **Against the paper's claim.** Over all {k['n']} runs the paper's measure, φ full, "
               + (f"orders the runs by their accuracy gap (τ = {k['tau']:+.2f}, interval above 0): the association reaches beyond SB against LB"
                  if k['lo'] > 0 else f"does not order the runs by their accuracy gap reliably (τ = {k['tau']:+.2f}, interval holding 0)")
