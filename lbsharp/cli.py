@@ -154,15 +154,14 @@ def _sharpness(a):
     data = load_data(exp)
     X, Y = _sharp_data(exp, data)
     eps = pick(a.eps, exp.eps[0])
-    print(f"f: mean cross-entropy on {DATASET_NAMES.get(data.name, data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
-          f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
-          f"n_train {exp.n_train or 'all'}), chunk {exp.chunk}, {eval_mode(model)} — from {src}")
+    f_text = (f"mean cross-entropy on {DATASET_NAMES.get(data.name, data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
+              f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
+              f"n_train {exp.n_train or 'all'}), chunk {exp.chunk}, {eval_mode(model)} — from {src}")
+    print(f"f: {f_text}")
     r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, a.p or None))
     r.subset = exp.sharp_subset
     print(f"{model.spec['name']}: {r}")
     if a.json:
-        f_text = (f"mean cross-entropy on {data.name} training data, {len(X)} of {len(data.Xtr)} samples, chunk {exp.chunk}, "
-                  f"{eval_mode(model)} — from {src}")
         write_json(a.json, dict(format=FORMAT, kind='sharpness', result=r.to_dict(), model=str(Path(a.model).resolve()), f=f_text,
                                 environment=environment(a.device)))
         print(f"wrote {a.json}")

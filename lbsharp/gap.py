@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from .networks import NetTable
 from .experiments import load_runs
-from .report import _ms, pm, CAP
+from .report import _ms, pm, CAP, run_seconds
 
 # %% auto #0
 __all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'FAMILIES', 'measure', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms',
@@ -206,13 +206,16 @@ def _pooled(a:np.ndarray, b:np.ndarray)->float:
     v = [np.var(x, ddof=1) for x in (a, b) if len(x) > 1]
     return float(np.sqrt(np.mean(v))) if v else 0.
 
+def _col(rows:list, lab:str, c:str)->np.ndarray: # the finite values of column `c` over the runs labelled `lab`
+    return np.array([r[c] for r in rows if r['label'] == lab and np.isfinite(r[c])], float)
+
 def link_breakers(rows:list,      # from `collect_runs`
                   k:float=2.,     # "clearly" and "separate" mean more than k seed spreads
                   notes:bool=False # also list the (measure, gap) pairs whose baselines do not separate
                  )->NetTable:     # one row per (configuration, measure, gap) that breaks the link
     "Configurations that are as flat as SB but worse, or as sharp as LB but as good (definitions above)."
     t = NetTable()
-    col = lambda lab, c: np.array([r[c] for r in rows if r['label'] == lab and np.isfinite(r[c])], float)
+    col = lambda lab, c: _col(rows, lab, c)
     others = [s['label'] for s in gap_summary(rows) if s['label'] not in ('SB', 'LB')]
     for m in MEASURES:
         ms, ml = col('SB', m), col('LB', m)
@@ -248,7 +251,7 @@ def answers(rows:list,  # from `collect_runs`
             k:float=2.  # "within k pooled seed spreads"
            )->NetTable: # one row per intervention on LB: accuracy against SB's and LB's, φ against theirs
     "Does each intervention bring LB's test accuracy to SB's, and its full-space φ to SB's level?"
-    col = lambda lab, c: np.array([r[c] for r in rows if r['label'] == lab and np.isfinite(r[c])], float)
+    col = lambda lab, c: _col(rows, lab, c)
     t, sa, la = NetTable(), col('SB', 'test_acc'), col('LB', 'test_acc')
     if not (len(sa) and len(la)): return t
     ls, ll = np.log(col('SB', 'phi_full')), np.log(col('LB', 'phi_full'))

@@ -12,8 +12,8 @@ from .experiments import Experiment, PAPER, load_runs, read_json, exp_from_dict
 from .landscape import plot_line
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'summarize', 'pm', 'stops_text', 'table',
-           'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'plot_warmstart',
+__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'summarize', 'run_seconds', 'pm', 'stops_text',
+           'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'plot_warmstart',
            'plot_trajectory', 'rule_text', 'report', 'headline', 'verdict']
 
 # %% ../nbs/05a_reproduction.ipynb #10d0589f
@@ -48,6 +48,12 @@ def summarize(exp:Experiment, runs:list)->dict:
                 if v: d[(space, eps)] = _ms(v)
         s[reg] = d
     return s
+
+def run_seconds(r:dict)->float:
+    "What one run cost: its recorded single-thread seconds of training, evaluation and every measurement (φ and the extras)."
+    train = sum(e['seconds'] + e.get('eval_seconds', 0) for e in r['history']['log'])
+    each = sum(m['seconds'] for m in r['sharpness'])   # per measurement: complete even when a killed unit resumed mid-way
+    return train + max(each, r.get('sharp_seconds') or 0)   # sharp_seconds also holds the extras, but only the last process's
 
 # %% ../nbs/05a_reproduction.ipynb #b30ea9bb
 DATASET_NAMES = {'mnist': 'MNIST', 'fashion-mnist': 'Fashion-MNIST', 'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100',
