@@ -15,8 +15,8 @@ from .report import _ms, pm, CAP, run_seconds
 
 # %% auto #0
 __all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'FAMILIES', 'measure', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms',
-           'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'answers', 'plot_gap',
-           'gap_figure', 'gap_reading']
+           'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap',
+           'answers', 'plot_gap', 'gap_figure', 'gap_reading']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
@@ -247,6 +247,16 @@ def _fmt(v:float, log:bool)->str: return f"{math.exp(v) if log else v:.3g}"
 FAMILIES = {'sam': 'flatness', 'asam': 'flatness', 'grad-norm': 'flatness', 'noise-iso': 'noise', 'noise-sb': 'noise',
             'matched-updates': 'confounder', 'lr-linear': 'confounder'}   # which headline question each arm answers
 
+def _at_sb(x:np.ndarray, sb:np.ndarray, k:float, worse:int)->bool:
+    "Is the mean of `x` within `k` pooled seed spreads of SB's, or better (`worse`: +1 if larger is worse, -1 if smaller is)?"
+    return worse*(x.mean() - sb.mean()) <= k*_pooled(x, sb)
+
+def accuracy_gap(rows:list, k:float=2.)->dict: # SB's and LB's mean test accuracy, their pooled seed spread, and whether they separate
+    "Is there a test-accuracy gap to close: is LB's mean accuracy more than `k` pooled seed spreads below SB's?"
+    sa, la = _col(rows, 'SB', 'test_acc'), _col(rows, 'LB', 'test_acc')
+    if not (len(sa) and len(la)): return {}
+    return dict(sb=sa.mean(), lb=la.mean(), sigma=_pooled(sa, la), n=min(len(sa), len(la)), k=k, separate=not _at_sb(la, sa, k, -1))
+
 def answers(rows:list,  # from `collect_runs`
             k:float=2.  # "within k pooled seed spreads"
            )->NetTable: # one row per intervention on LB: accuracy against SB's and LB's, φ against theirs
@@ -255,18 +265,19 @@ def answers(rows:list,  # from `collect_runs`
     t, sa, la = NetTable(), col('SB', 'test_acc'), col('LB', 'test_acc')
     if not (len(sa) and len(la)): return t
     ls, ll = np.log(col('SB', 'phi_full')), np.log(col('LB', 'phi_full'))
+    gap, sharp = accuracy_gap(rows, k)['separate'], len(ls) and len(ll) and not _at_sb(ll, ls, k, +1)   # else: nothing to close
     for s in gap_summary(rows):
         lab, arm = s['label'], s['arm']
         if arm not in FAMILIES or not lab.startswith('LB+'): continue
         a, lp = col(lab, 'test_acc'), np.log(col(lab, 'phi_full'))
         row = {'run': lab + (f" {CAP}{s['cap']}/{s['n']}" if s['cap'] else ''), 'question': FAMILIES[arm], 'seeds': s['n'],
                'test acc %': pm(_ms(a), '.1f', '.1f'), 'SB / LB %': f"{sa.mean():.1f} / {la.mean():.1f}",
-               'gap closed': f"{100*(a.mean() - la.mean())/(sa.mean() - la.mean()):.0f}%",
-               'reaches SB': 'yes' if a.mean() >= sa.mean() - k*_pooled(a, sa) else f"no ({sa.mean() - a.mean():.1f} points below)"}
+               'gap closed': f"{100*(a.mean() - la.mean())/(sa.mean() - la.mean()):.0f}%" if gap else '– (no gap)',
+               'reaches SB': ('yes' if gap else 'yes, as LB does') if _at_sb(a, sa, k, -1) else f"no ({sa.mean() - a.mean():.1f} points below)"}
         if len(lp) and len(ls) and len(ll):
             row.update({'φ full': pm(_ms(np.exp(lp)), '.3g', '.2g'), 'SB / LB φ': f"{math.exp(ls.mean()):.3g} / {math.exp(ll.mean()):.3g}",
-                        'φ moved': f"{100*(ll.mean() - lp.mean())/(ll.mean() - ls.mean()):.0f}%",
-                        'φ at SB level': 'yes' if lp.mean() <= ls.mean() + k*_pooled(lp, ls) else 'no'})
+                        'φ moved': f"{100*(ll.mean() - lp.mean())/(ll.mean() - ls.mean()):.0f}%" if sharp else '– (LB is not sharper)',
+                        'φ at SB level': ('yes' if sharp else "yes, as LB's is") if _at_sb(lp, ls, k, +1) else 'no'})
         else: row.update({'φ full': 'not measured', 'SB / LB φ': '–', 'φ moved': '–', 'φ at SB level': '–'})
         t.append(row)
     return t
@@ -356,13 +367,21 @@ def gap_reading(rows:list,            # from `collect_runs`
               f"{lb['test_acc'][0]:.1f}% against {sb['test_acc'][0]:.1f}%), its loss gap {lb['gap_loss'][0]:.2f} against {sb['gap_loss'][0]:.2f}")
         if sb['phi_full'][2] and lb['phi_full'][2]: t += f"; its full-space φ is {lb['phi_full'][0]/sb['phi_full'][0]:.1f}× SB's"
         t += ".\n"
+        g = accuracy_gap(rows)
+        if g and not g['separate']:
+            t += (f"- **No accuracy gap to close.** LB's mean test accuracy is {g['sb'] - g['lb']:.2f} points below SB's, within "
+                  f"{g['k']:g} pooled seed spreads ({g['k']:g} × {g['sigma']:.2f}) at {g['n']} seeds: SB and LB do not separate, so "
+                  "'reaches SB' holds for LB itself and credits no intervention, and 'gap closed' is not defined. "
+                  "The headline questions have no answer on these runs; an arm clearly *below* SB still counts.\n")
     A = answers(rows)
     for fam, q in (('flatness', 'Made flat, does LB reach SB?'), ('noise', "Given SB's gradient noise, does LB reach SB?"),
                    ('confounder', 'The confounders.')):
         rs = [r for r in A if r['question'] == fam]
+        part = lambda v, what: '' if v.startswith('–') else f", {v} {what}"    # '–': no gap between the baselines to close
+        way = "of the way from LB's to SB's"
         if rs: t += f"- **{q}** " + '; '.join(
-            f"{r['run']}: test accuracy {r['test acc %']}%, {r['gap closed']} of the gap closed, reaches SB's accuracy: {r['reaches SB']}; "
-            f"φ full {r['φ full']}, {r['φ moved']} of the way from LB's to SB's, at SB's level: {r['φ at SB level']}" for r in rs) + ".\n"
+            f"{r['run']}: test accuracy {r['test acc %']}%{part(r['gap closed'], 'of the gap closed')}, reaches SB's accuracy: {r['reaches SB']}; "
+            f"φ full {r['φ full']}{part(r['φ moved'], way)}, at SB's level: {r['φ at SB level']}" for r in rs) + ".\n"
     meas = [m for m in MEASURES if np.isfinite(taus[m, 'gap_acc']['tau'])]
     f = lambda m, g: f"{MEASURES[m][0]} τ = {taus[m, g]['tau']:+.2f} [{taus[m, g]['lo']:+.2f}, {taus[m, g]['hi']:+.2f}]"
     for g in GAPS:
