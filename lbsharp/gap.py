@@ -387,10 +387,13 @@ def gap_reading(rows:list,            # from `collect_runs`
     for g in GAPS:
         ms = [m for m in MEASURES if np.isfinite(taus[m, g]['tau'])]
         if not ms: continue
-        pos = [m for m in ms if taus[m, g]['lo'] > 0]; zero = [m for m in ms if taus[m, g]['lo'] <= 0 <= taus[m, g]['hi']]
-        best = max(ms, key=lambda m: taus[m, g]['tau'])
-        t += (f"- **{GAPS[g][0]}.** Best tracked by {f(best, g)}. Interval above 0: {', '.join(MEASURES[m][0] for m in pos) or 'none'}; "
-              f"interval holding 0: {', '.join(f(m, g) for m in zero) or 'none'}.\n")
+        pos, neg = [m for m in ms if taus[m, g]['lo'] > 0], [m for m in ms if taus[m, g]['hi'] < 0]
+        zero = [m for m in ms if m not in pos + neg]
+        best = max(pos, key=lambda m: taus[m, g]['tau']) if pos else None
+        t += (f"- **{GAPS[g][0]}.** " + (f"Best tracked by {f(best, g)}. " if best else "No measure tracks it (no interval above 0). ")
+              + f"Interval above 0: {', '.join(MEASURES[m][0] for m in pos) or 'none'}; "
+              f"interval holding 0: {', '.join(f(m, g) for m in zero) or 'none'}"
+              + (f"; interval *below* 0 (the sharper run has the smaller gap): {', '.join(f(m, g) for m in neg)}" if neg else '') + ".\n")
     un = [MEASURES[m][0] for m in MEASURES if m not in meas]
     if un: t += f"- Not measured on these runs: {', '.join(un)}.\n"
     lb_ = link_breakers(rows)
