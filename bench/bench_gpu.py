@@ -199,13 +199,19 @@ def sec_training(R, S):
     t_peak, peak = timed(dev, lambda: bt.gemm_peak(dev, S['gemm']))
     # one repeat of the four jobs costs about (n_train·E / (2B)) times the warm-up's three jobs on 2B samples, plus evaluations
     per_rep = sum(t_warm[net, B]*(4/3)*max(1., n*E/(2*B)) + 0.5*t_warm[net, B] for net, n, nt, B, E in S['train_cases'])
-    reps = max(1, min(S['train_repeats'], int(min(S['train_frac']*R.a.budget, R.left() - 60)/max(per_rep, 1e-3))))
-    R.log(f"    warm-up {sum(t_warm.values()):.1f} s; one repeat of all cases estimated {per_rep:.1f} s -> {reps} repeat(s)")
-    if not R.fits(per_rep, "the training repeats"): return res
+    cap = S['train_frac']*R.a.budget    # this section's share of the budget; later repeats are planned on the first one's time
+    R.log(f"    warm-up {sum(t_warm.values()):.1f} s; one repeat of all cases estimated {per_rep:.1f} s (an upper bound: the "
+          f"warm-up includes first calls); up to {S['train_repeats']} repeats within {cap:.0f} s")
+    if not R.fits(min(per_rep, cap), "the training repeats"): return res
     d = {(net, B): dict(train=[], train_total=[], hand=[], hand_fused=[], hand_eval=[], updates=math.ceil(n/B)*E, n=n*E)
          for net, n, nt, B, E in S['train_cases']}
-    for r in range(reps):
-        if r and not R.fits(per_rep, f"repeat {r+1} of the training cases"): break
+    t_sec, last = time.perf_counter(), per_rep
+    for r in range(S['train_repeats']):
+        used = time.perf_counter() - t_sec
+        if r and (used + last > cap - sum(t_warm.values()) or not R.fits(last, f"repeat {r+1} of the training cases")):
+            R.log(f"    stopped after {r} repeat(s): another takes about {last:.1f} s ({used:.1f} s used of the section's {cap:.0f} s)")
+            break
+        t_rep = time.perf_counter()
         for net, n, nt, B, E in S['train_cases']:
             ds, dd = data[net, n], d[net, B]
             jobs = [('train', lambda: bt.run_train(fresh(net), ds, B, E)),
@@ -216,6 +222,7 @@ def sec_training(R, S):
                 sync(dev); tt, tot = job(); sync(dev)
                 dd[key].append(dd['n']/(tot if key == 'hand_eval' else tt))
                 if key == 'train': dd['train_total'].append(dd['n']/tot)
+        last = time.perf_counter() - t_rep
     med = statistics.median
     pr = lambda x, y: med([u/v for u, v in zip(x, y)])   # median of the ratios of runs made side by side
     R.log(f"    samples/s, medians of {len(d[next(iter(d))]['train'])} repeat(s); ratios: medians of paired ratios")
