@@ -24,7 +24,7 @@ from .networks import bn_layers
 __all__ = ['GENERATORS', 'FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'LABEL_KEYS', 'LOW_PRECISION', 'box_bounds',
            'Subspace', 'mix64_', 'counter_words', 'counter_block', 'lbfgsb', 'Sharpness', 'box_sharpness', 'Inputs',
            'logits_of', 'Outputs', 'model_dtype', 'in_float32', 'check_batch', 'in_order', 'data_form',
-           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'Hessian']
+           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'MathAttention', 'Hessian']
 
 # %% ../nbs/03_sharpness.ipynb #9aad361d
 def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace)
@@ -407,11 +407,17 @@ def logits_of(out)->Tensor:  # the logits (or predictions) in a model's output
     raise TypeError(f"the model returns a {what}, not logits.{own} Return a tensor, a tuple whose first item is the logits, "
                     "or a dict/object with 'logits'; or pass output_fn=, a function from the model's output to the logits")
 
-class Outputs(nn.Module):
+class _Through(nn.Module):
+    "A wrapper whose mode is its model's: `evaluate`'s `model.train(was)` restores what the model itself had."
+    @property
+    def training(self)->bool: return self.model.training if 'model' in self._modules else True
+    @training.setter
+    def training(self, mode): pass       # `train(mode)` reaches the model through its children
+
+class Outputs(_Through):
     "`model` seen through the contract: called as `model(x)` or `model(**inputs)`, returning a logits tensor (a column for 1-D outputs)."
     def __init__(self, model:nn.Module, output_fn:Callable|None=None):
         super().__init__(); self.model, self.output_fn = model, output_fn
-        self.training = model.training      # `model.train(was)` after an evaluation restores the model's own mode
     def pick(self, out)->Tensor:
         out = logits_of(out) if self.output_fn is None else self.output_fn(out)
         if not isinstance(out, Tensor): raise TypeError(f"output_fn returned a {type(out).__name__}; it must return the logits tensor")
@@ -670,6 +676,16 @@ def exact_hessian(model:nn.Module,         # a small network (n up to a few thou
 _grad = lambda out, params, **kw: torch.cat([g.reshape(-1) for g in torch.autograd.grad(
     out, params, allow_unused=True, materialize_grads=True, **kw)])
 
+try: from torch.nn.attention import sdpa_kernel, SDPBackend
+except ImportError: sdpa_kernel = None   # older PyTorch: no kernel choice to make
+
+class MathAttention(_Through):
+    "`model` with scaled-dot-product attention on PyTorch's math kernel: the fused (flash, memory-efficient) kernels have no second derivative."
+    def __init__(self, model:nn.Module): super().__init__(); self.model = model
+    def forward(self, x):
+        if sdpa_kernel is None: return self.model(x)
+        with sdpa_kernel([SDPBackend.MATH]): return self.model(x)
+
 class Hessian:
     "Hessian of the mean training loss at the model's current weights, as chunked Hessian-vector products."
     def __init__(self,
@@ -689,6 +705,7 @@ class Hessian:
         self.params = trainable_params(model)
         self.X, self.Y = train_tensors(data, model, subset)
         self.model, self.Y = check_batch(model, self.X, self.Y, loss_fn, chunk, output_fn)
+        self.model = MathAttention(self.model)   # products differentiate twice: attention on the math kernel
         self.n, self.products, self._graphs = sum(q.numel() for q in self.params), 0, None
         self.retain = len(self.X) <= chunk if retain is None else retain
         if probe: self.probe()

@@ -45,6 +45,20 @@ class Dicts(Dataset):
     def __len__(self): return 512
     def __getitem__(self, i): return {k: (v[i] if isinstance(v, torch.Tensor) else v) for k, v in self.cols.items()}
 
+class Attention(nn.Module):
+    "Self-attention through F.scaled_dot_product_attention (whose default CPU/GPU kernels have no second derivative)."
+    def __init__(self):
+        super().__init__(); torch.manual_seed(2); self.qkv, self.out = nn.Linear(5, 15), nn.Linear(5, 3)
+    def forward(self, x):
+        q, k, v = self.qkv(x.view(len(x), 4, 5)).chunk(3, -1)
+        return self.out(F.scaled_dot_product_attention(q, k, v).mean(1))
+ATT = Attention()
+
+def math_kernel(f):
+    "f() with attention on PyTorch's math kernel, the reference for second derivatives."
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    with sdpa_kernel([SDPBackend.MATH]): return f()
+
 def f32(m): return copy.deepcopy(m).float()              # the float32 model at exactly the (rounded) low-precision weights
 
 def phi(r): return r.phi
@@ -79,6 +93,8 @@ ROWS = [
     ('sharpness dict output', Wrap('dict'), lambda m: S(m, (X, Y), **KW), ('value', lambda: S(MODEL, (X, Y), **KW), phi)),
     ('sharpness .logits output', Wrap('obj'), lambda m: S(m, (X, Y), **KW), ('value', lambda: S(MODEL, (X, Y), **KW), phi)),
     ('hessian tuple output', Wrap('tuple'), lambda m: H(m, (X, Y)), ('value', lambda: H(MODEL, (X, Y)), top)),
+    ('hessian tuple output, eval-mode model', Wrap('tuple', nn.Sequential(copy.deepcopy(MODEL), nn.Dropout(0.5))).eval(), lambda m: H(m, (X, Y)),
+     ('value', lambda: H(MODEL, (X, Y)), top)),                                 # and it stays in eval mode (checked for every row)
     ('landscape dict output', Wrap('dict'), lambda m: L(m, (X, Y)), ('value', lambda: L(MODEL, (X, Y)), line)),
     ('sharpness output_fn', Wrap('scores'), lambda m: S(m, (X, Y), output_fn=lambda o: o['scores'], **KW),
      ('value', lambda: S(MODEL, (X, Y), **KW), phi)),
@@ -95,6 +111,10 @@ ROWS = [
     ('sharpness loss broadcasting a target', REG, lambda m: S(m, (X, Y), loss_fn=lambda o, y, reduction='mean': F.mse_loss(o, y.float(), reduction=reduction)),
      ('refused', 'broadcasts the targets')),
     ('sharpness cross-entropy on one column', REG, lambda m: S(m, (X, YR), loss_fn=F.cross_entropy), ('refused', 'single output column')),
+    # --- attention: the Hessian's products run on the math kernel (the fused kernels have no double backward)
+    ('hessian attention', ATT, lambda m: H(m, (X, Y)), ('value', lambda: math_kernel(lambda: H(ATT, (X, Y))), top)),
+    ('hutchinson on the Hessian operator, attention', ATT, lambda m: lbs.hutchinson(lbs.Hessian(m, (X, Y)), products=4),
+     ('value', lambda: math_kernel(lambda: lbs.hutchinson(lbs.Hessian(ATT, (X, Y)), products=4)), lambda t: t.estimate)),
     # --- dict batches from a DataLoader: the target under 'labels', the rest passed as model(**inputs)
     ('sharpness dict batches', Named(), lambda m: S(m, DataLoader(Dicts(input_ids=X, labels=Y), batch_size=64), **KW),
      ('value', lambda: S(MODEL, (X, Y), **KW), phi)),
