@@ -16,7 +16,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
 from .training import evaluate, chunk_slices, progress, jsonable, write_json
 from .networks import bn_layers
-from .sharpness import data_form
+from .sharpness import data_form, in_float32, check_batch
 from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
 
 # %% auto #0
@@ -313,35 +313,40 @@ def landscape(model:nn.Module,       # network at the centre x (evaluated in pla
               directions:Tensor|tuple|None=None,       # d1 or (d1, d2), flat like `parameters_to_vector`; None: random, filter-normalized
               seed:int=0,            # seed of the random directions (d2 uses seed+1)
               test_data:tuple|object|None=None,        # also evaluate this split (any accepted form), e.g. the test set
-              loss_fn:Callable|None=None,          # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
+              loss_fn:Callable|None=None,          # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
               bn:str='model',        # BatchNorm behaviour, see `lbsharp.measure.MEASURE_BN`
               chunk:int=5000,        # evaluation chunk
               subset:int|None=None,  # seeded random subset of this many training samples (`subset_indices`; None: all)
               check:bool=True,       # run `probe` (two evaluations) first
               quiet:bool=False,      # hide the progress bar
-              meta:dict|None=None    # extra information recorded in `settings` (a title, ...)
+              meta:dict|None=None,   # extra information recorded in `settings` (a title, ...)
+              output_fn:Callable|None=None         # the model's output -> logits (None: a tensor, a tuple's first item, .logits)
              )->dict:                # JSON-ready result of `scan`, with mode, loss, evaluations and seconds in `settings`
     "Loss and accuracy of any classifier on a line or plane through its weights, from data in any form."
     t0 = time.perf_counter()
     if dims not in (1, 2): raise ValueError(f"dims={dims} must be 1 (a line) or 2 (a plane)")
-    X, Y = as_tensors(data, model, subset)
-    if hasattr(test_data, 'Xte'): test_data = (test_data.Xte, test_data.Yte)   # an lbsharp Dataset: its test split
-    splits = [('train', X, Y)] + ([('test', *as_tensors(test_data, model))] if test_data is not None else [])
-    if directions is None: directions = [random_direction(model, seed + i) for i in range(dims)]
-    ds = [directions] if isinstance(directions, Tensor) else list(directions)
-    if len(ds) != dims: raise ValueError(f"dims={dims} needs {dims} direction(s), got {len(ds)}")
-    x = parameters_to_vector(model.parameters()).detach()
-    ds = [d.detach().reshape(-1).to(x) for d in ds]
-    for d in ds:
-        if d.numel() != x.numel(): raise ValueError(f"a direction has {d.numel()} entries but the model has {x.numel()} parameters; "
-                                                    "lay it out like parameters_to_vector(model.parameters())")
-    d1, d2 = ds[0], (ds[1] if dims == 2 else None)
-    loss = as_loss(loss_fn)
-    with measuring(model, bn, X, chunk) as mode:
-        if check: probe(model, X, Y, loss, chunk)
-        data_ns = SimpleNamespace(Xtr=X, Ytr=Y, Xte=splits[-1][1], Yte=splits[-1][2])
-        res = scan(model, data_ns, d1, d2, coords, chunk=chunk, test=len(splits) > 1, quiet=quiet, meta=meta, loss_fn=loss)
+    with in_float32(model) as own:   # a float16/bfloat16 model: measured in float32 at its weights, then put back
+        X, Y = as_tensors(data, model, subset)
+        if hasattr(test_data, 'Xte'): test_data = (test_data.Xte, test_data.Yte)   # an lbsharp Dataset: its test split
+        splits = [('train', X, Y)] + ([('test', *as_tensors(test_data, model))] if test_data is not None else [])
+        if directions is None: directions = [random_direction(model, seed + i) for i in range(dims)]
+        ds = [directions] if isinstance(directions, Tensor) else list(directions)
+        if len(ds) != dims: raise ValueError(f"dims={dims} needs {dims} direction(s), got {len(ds)}")
+        x = parameters_to_vector(model.parameters()).detach()
+        ds = [d.detach().reshape(-1).to(x) for d in ds]
+        for d in ds:
+            if d.numel() != x.numel(): raise ValueError(f"a direction has {d.numel()} entries but the model has {x.numel()} parameters; "
+                                                        "lay it out like parameters_to_vector(model.parameters())")
+        d1, d2 = ds[0], (ds[1] if dims == 2 else None)
+        loss = as_loss(loss_fn, Y)
+        net, Y = check_batch(model, X, Y, loss, chunk, output_fn)       # the contract, once, before any work
+        Xte, Yte = splits[-1][1], (Y if len(splits) == 1 else check_batch(model, splits[-1][1], splits[-1][2], loss, chunk, output_fn)[1])
+        with measuring(model, bn, X, chunk) as mode:
+            if check: probe(net, X, Y, loss, chunk)
+            data_ns = SimpleNamespace(Xtr=X, Ytr=Y, Xte=Xte, Yte=Yte)
+            res = scan(net, data_ns, d1, d2, coords, chunk=chunk, test=len(splits) > 1, quiet=quiet, meta=meta, loss_fn=loss)
     npts = len(res['x'])*(len(res['y']) if dims == 2 else 1)
     res['settings'].update(mode=mode, loss=loss.__name__, data=data_form(data), evaluations=npts*len(splits) + 2*check,
+                           dtype=str(x.dtype).removeprefix('torch.'), model_dtype=own,
                            seconds=time.perf_counter() - t0)
     return res

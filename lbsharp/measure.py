@@ -16,7 +16,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
 from .training import evaluate, progress, chunk_slices
 from .sharpness import (Sharpness, Hessian, train_tensors, trainable_params, eval_mode, in_order, data_form,
-                              sharpness as _sharpness)
+                              in_float32, sharpness as _sharpness)
 from .networks import bn_layers
 
 # %% auto #0
@@ -49,18 +49,19 @@ def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Data
             warnings.warn("the dataset returns a different item 0 each time (random transforms/augmentation?): f is "
                           "measured on the one draw read now; use the dataset without augmentation for a reproducible f")
     elif isinstance(data, (tuple, list)):
-        if not (len(data) == 2 and all(isinstance(t, Tensor) for t in data)):
-            raise TypeError(f"data given as a {type(data).__name__} must be (X, Y): two tensors, inputs and labels; "
+        if not (len(data) == 2 and isinstance(data[0], (Tensor, dict)) and isinstance(data[1], Tensor)):
+            raise TypeError(f"data given as a {type(data).__name__} must be (X, Y): two tensors, inputs and labels (X may be a dict of named input tensors); "
                             f"got {len(data)} item(s) of types {[type(t).__name__ for t in data]}")
     elif not (hasattr(data, 'Xtr') and hasattr(data, 'Ytr')):
         raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset, a torch Dataset or a DataLoader, not {type(data).__name__}")
     return train_tensors(data, model, subset)
 
 # %% ../nbs/03a_measure.ipynb #d4e25ad5
-def as_loss(loss_fn:Callable|None=None  # `loss_fn(logits, y)` returning the batch mean; None: cross-entropy
+def as_loss(loss_fn:Callable|None=None, # `loss_fn(logits, y)` returning the batch mean; None: cross-entropy, or MSE for float targets
+            target:Tensor|None=None        # the targets (float ones make the default the mean squared error)
            ):             # a loss `f(logits, y, reduction='sum'|'mean')` for `lbsharp.training.evaluate`
-    "Adapt any classification loss to the `reduction=` interface of the evaluator, checking it returns a scalar."
-    if loss_fn is None: loss_fn = F.cross_entropy
+    "Adapt any loss to the `reduction=` interface of the evaluator, checking it returns a scalar."
+    if loss_fn is None: loss_fn = F.mse_loss if target is not None and target.is_floating_point() else F.cross_entropy
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable as loss_fn(logits, y), got {type(loss_fn).__name__}")
     name = getattr(loss_fn, '__name__', type(loss_fn).__name__)
     try: takes = not isinstance(loss_fn, nn.Module) and 'reduction' in inspect.signature(loss_fn).parameters
@@ -153,7 +154,7 @@ def probe(model:nn.Module,   # the network, in the mode to check (inside `measur
           rtol:float=1e-6    # allowed relative difference
          )->float:           # relative difference of the two values
     "Evaluate f twice at the same weights; warn if the values differ (the network is not deterministic)."
-    loss_fn = as_loss(loss_fn)
+    loss_fn = as_loss(loss_fn, Y)
     a, b = (evaluate(model, X, Y, chunk, loss_fn=loss_fn).loss for _ in range(2))
     d = abs(a - b)/max(1., abs(a))
     if d > rtol: warnings.warn(f"f differs between two evaluations at the same weights ({a:.9g} vs {b:.9g}): the network "
@@ -166,17 +167,20 @@ def sharpness(model:nn.Module,        # classifier returning logits, measured at
               eps:float=1e-3,         # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,        # None: full space; an int: random subspace of that dimension (the paper: 100)
               adaptive:bool=False,    # box ε|x_i| (scale-invariant) instead of ε(|x_i|+1)
-              loss_fn:Callable|None=None,           # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
+              loss_fn:Callable|None=None,           # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
               bn:str='model',         # BatchNorm behaviour, see `MEASURE_BN`
               chunk:int=5000,         # evaluation chunk
               subset:int|None=None,   # seeded random subset of this many samples (`subset_indices`; None: all)
+              output_fn:Callable|None=None,         # the model's output -> logits (None: a tensor, a tuple's first item, .logits)
               **kwargs                # passed to `lbsharp.sharpness.sharpness` (iters, solver, dist, seed, f_init, probe, dense)
              )->Sharpness:
-    "Keskar et al.'s ε-sharpness of any classifier on data in any form, in an explicit evaluation mode."
-    X, Y = as_tensors(data, model, subset)
-    with measuring(model, bn, X, chunk) as mode:
-        r = _sharpness(model, (X, Y), eps=eps, p=p, adaptive=adaptive, chunk=chunk, loss_fn=as_loss(loss_fn), **kwargs)
-    r.mode, r.data = mode, data_form(data)
+    "Keskar et al.'s ε-sharpness of any model on data in any form, in an explicit evaluation mode (float16/bfloat16 in float32)."
+    with in_float32(model) as own:
+        X, Y = as_tensors(data, model, subset)
+        with measuring(model, bn, X, chunk) as mode:
+            r = _sharpness(model, (X, Y), eps=eps, p=p, adaptive=adaptive, chunk=chunk, loss_fn=as_loss(loss_fn, Y),
+                           output_fn=output_fn, **kwargs)
+    r.mode, r.data, r.model_dtype = mode, data_form(data), own
     return r
 
 # %% ../nbs/03a_measure.ipynb #d494c84e
@@ -194,6 +198,8 @@ class Spectrum:
     loss:str                    # loss function
     chunk:int                   # evaluation chunk
     data:str|None=None          # how the training data were read (`data_form`)
+    dtype:str|None=None         # dtype the products were computed in
+    model_dtype:str|None=None   # the model's own dtype (float16/bfloat16 models are measured in float32)
     vectors:Tensor|None=field(default=None, repr=False)  # n×k eigenvectors (if asked for)
 
     def __repr__(self):
@@ -210,21 +216,24 @@ def hessian_spectrum(model:nn.Module,      # classifier returning logits (its we
                      trace:int=0,          # Rademacher probes for Hutchinson's trace estimate (0: no trace)
                      tol:float=1e-3,       # relative accuracy of the eigenvalues
                      vectors:bool=False,   # also return the eigenvectors
-                     loss_fn:Callable|None=None,         # `loss_fn(logits, y)`, the batch mean; None: cross-entropy
+                     loss_fn:Callable|None=None,         # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
                      bn:str='model',       # BatchNorm behaviour, see `MEASURE_BN`
                      chunk:int=5000,       # evaluation chunk
                      subset:int|None=None, # seeded random subset of this many samples (`subset_indices`; None: all)
                      seed:int=0,           # seed of the Lanczos start and of the probes
-                     max_products:int=300  # cap on products for the eigenvalues
+                     max_products:int=300, # cap on products for the eigenvalues
+                     output_fn:Callable|None=None        # the model's output -> logits (None: a tensor, a tuple's first item, .logits)
                     )->Spectrum:
-    "Top-`k` Hessian eigenvalues (and trace) of the mean training loss of any classifier, in an explicit mode."
+    "Top-`k` Hessian eigenvalues (and trace) of the mean training loss of any model, in an explicit mode (float16/bfloat16 in float32)."
     t0 = time.perf_counter()
-    X, Y = as_tensors(data, model, subset)
-    loss = as_loss(loss_fn)
-    with measuring(model, bn, X, chunk) as mode:
-        H = Hessian(model, (X, Y), chunk=chunk, loss_fn=loss)
-        out = H.eigenvalues(k, tol=tol, vectors=vectors, seed=seed, max_products=max_products)
-        w, V = out if vectors else (out, None)
-        tr, se = H.trace(trace, seed) if trace else (None, None)
+    with in_float32(model) as own:
+        X, Y = as_tensors(data, model, subset)
+        loss = as_loss(loss_fn, Y)
+        with measuring(model, bn, X, chunk) as mode:
+            H = Hessian(model, (X, Y), chunk=chunk, loss_fn=loss, output_fn=output_fn)
+            out = H.eigenvalues(k, tol=tol, vectors=vectors, seed=seed, max_products=max_products)
+            w, V = out if vectors else (out, None)
+            tr, se = H.trace(trace, seed) if trace else (None, None)
+        dt = str(H.params[0].dtype).removeprefix('torch.')
     return Spectrum([float(v) for v in w], tr, se, H.products, time.perf_counter() - t0, H.n, len(X), mode,
-                    loss.__name__, chunk, data_form(data), V)
+                    loss.__name__, chunk, data_form(data), dt, own, vectors=V)

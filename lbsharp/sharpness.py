@@ -5,6 +5,7 @@
 # %% ../nbs/03_sharpness.ipynb #abf1eeb0
 from __future__ import annotations
 import inspect, math, time, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Callable
 import numpy as np
@@ -20,9 +21,10 @@ from .data import subset_indices
 from .networks import bn_layers
 
 # %% auto #0
-__all__ = ['GENERATORS', 'FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'Subspace', 'mix64_',
-           'counter_words', 'counter_block', 'lbfgsb', 'Sharpness', 'box_sharpness', 'in_order', 'data_form',
-           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'Hessian']
+__all__ = ['GENERATORS', 'FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'LABEL_KEYS', 'LOW_PRECISION', 'box_bounds',
+           'Subspace', 'mix64_', 'counter_words', 'counter_block', 'lbfgsb', 'Sharpness', 'box_sharpness', 'Inputs',
+           'logits_of', 'Outputs', 'model_dtype', 'in_float32', 'check_batch', 'in_order', 'data_form',
+           'trainable_params', 'train_tensors', 'eval_mode', 'sharpness', 'exact_hessian', 'MathAttention', 'Hessian']
 
 # %% ../nbs/03_sharpness.ipynb #9aad361d
 def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace)
@@ -231,6 +233,8 @@ class Sharpness:
     mode:str|None=None         # evaluation mode of the network
     data:str|None=None         # how the training data were read (`data_form`)
     loss:str|None=None         # loss function
+    dtype:str|None=None        # dtype f was computed in
+    model_dtype:str|None=None  # the model's own dtype (a float16/bfloat16 model is measured in float32, see `in_float32`)
     scale:float=1.             # s: the solver minimised -s·f (see `SOLVERS`)
     lbfgsb:str=''              # L-BFGS-B path that ran: 'setulb' (SciPy's routine driven directly) or 'minimize'
     starts:int=1               # budget: number of starts, each run for `iters` iterations (see `box_sharpness`)
@@ -362,13 +366,174 @@ def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat paramet
                      message=best['message'], scale=s, lbfgsb='setulb' if FAST_LBFGSB else 'minimize', starts=starts,
                      best_start=best['start'], runs=runs, trace=trace, y=torch.from_numpy(yb).to(x.dtype))
 
+# %% ../nbs/03_sharpness.ipynb #b986caa1
+LABEL_KEYS = ('labels', 'label')   # where a dict batch keeps its target (Hugging Face's names)
+LOW_PRECISION = (torch.float16, torch.bfloat16)  # measured in float32 (see `in_float32`)
+
+class Inputs:
+    "The named input tensors of dict batches (target removed), sliced together along dim 0; the model gets `model(**inputs)`."
+    def __init__(self, d:dict):
+        bad = {k: type(v).__name__ for k, v in d.items() if not isinstance(v, Tensor)}
+        if bad: raise TypeError(f"a dict batch holds non-tensor entries {bad}: every entry besides the target "
+                                f"({' or '.join(map(repr, LABEL_KEYS))}) is passed to the model, so each must be a tensor with "
+                                "one row per sample; drop the others (e.g. a dataset's remove_columns or set_format('torch'))")
+        if not d: raise TypeError("a dict batch holds only its target: there are no inputs to pass to the model")
+        rows = {k: len(v) for k, v in d.items()}
+        if len(set(rows.values())) > 1: raise ValueError(f"the inputs of a dict batch have different numbers of rows {rows}; each needs one row per sample")
+        self.d = dict(d)
+    def keys(self): return self.d.keys()
+    def __getitem__(self, i): return self.d[i] if isinstance(i, str) else Inputs({k: v[i] for k, v in self.d.items()})
+    def __len__(self): return len(next(iter(self.d.values())))
+    def __repr__(self): return 'Inputs(' + ', '.join(f"{k}={tuple(v.shape)}" for k, v in self.d.items()) + ')'
+    @property
+    def device(self): return next(iter(self.d.values())).device
+    def is_floating_point(self)->bool: return any(v.is_floating_point() for v in self.d.values())
+    def to(self, device, dtype=None): # floating entries to `dtype`, all to `device`
+        return Inputs({k: v.to(device, dtype) if dtype is not None and v.is_floating_point() else v.to(device) for k, v in self.d.items()})
+    @staticmethod
+    def cat(xs:list): return Inputs({k: torch.cat([x.d[k] for x in xs]) for k in xs[0].d})
+
+def logits_of(out)->Tensor:  # the logits (or predictions) in a model's output
+    "A tensor itself, a tuple's first item, or the `logits` of a dict or an object (a Hugging Face `ModelOutput`)."
+    if isinstance(out, Tensor): return out
+    if isinstance(out, dict) and isinstance(out.get('logits'), Tensor): return out['logits']
+    if not isinstance(out, dict) and isinstance(getattr(out, 'logits', None), Tensor): return out.logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor) and out[0].dim() > 0: return out[0]
+    keys = sorted(out) if isinstance(out, dict) else [k for k in ('loss',) if hasattr(out, k)]
+    what = type(out).__name__ + (f" with keys {keys}" if isinstance(out, dict) else '')
+    if isinstance(out, (tuple, list)): what += f" of {[type(o).__name__ + (str(tuple(o.shape)) if isinstance(o, Tensor) else '') for o in out]}"
+    own = (" It holds a loss but no logits: lbsharp applies loss_fn to the logits chunk by chunk (measuring a model's own "
+           ".loss is not supported yet).") if 'loss' in keys else ''
+    raise TypeError(f"the model returns a {what}, not logits.{own} Return a tensor, a tuple whose first item is the logits, "
+                    "or a dict/object with 'logits'; or pass output_fn=, a function from the model's output to the logits")
+
+class _Through(nn.Module):
+    "A wrapper whose mode is its model's: `evaluate`'s `model.train(was)` restores what the model itself had."
+    @property
+    def training(self)->bool: return self.model.training if 'model' in self._modules else True
+    @training.setter
+    def training(self, mode): pass       # `train(mode)` reaches the model through its children
+
+class Outputs(_Through):
+    "`model` seen through the contract: called as `model(x)` or `model(**inputs)`, returning a logits tensor (a column for 1-D outputs)."
+    def __init__(self, model:nn.Module, output_fn:Callable|None=None):
+        super().__init__(); self.model, self.output_fn = model, output_fn
+    def pick(self, out)->Tensor:
+        out = logits_of(out) if self.output_fn is None else self.output_fn(out)
+        if not isinstance(out, Tensor): raise TypeError(f"output_fn returned a {type(out).__name__}; it must return the logits tensor")
+        return out[:, None] if out.dim() == 1 else out
+    def forward(self, x): return self.pick(self.model(**x) if isinstance(x, Inputs) else self.model(x))
+
+def model_dtype(model:nn.Module)->str:  # e.g. 'float32', or 'bfloat16+float32' for a mixed model
+    "The dtype(s) of the model's parameters, as recorded in results."
+    return '+'.join(sorted({str(q.dtype).removeprefix('torch.') for q in model.parameters()}))
+
+@contextmanager
+def in_float32(model:nn.Module, # the model; its float16/bfloat16 parameters and buffers are float32 inside
+               warn:bool=True   # say so (once per call) when it casts
+              ):                # yields the model's own dtype (`model_dtype`)
+    "Measure a low-precision model in float32 at exactly its weights; on exit its own tensors (and grads) are put back."
+    own = model_dtype(model)
+    ps = [q for q in model.parameters() if q.dtype in LOW_PRECISION]
+    bs = [(m, k, b) for m in model.modules() for k, b in m._buffers.items() if b is not None and b.dtype in LOW_PRECISION]
+    if not ps and not bs: yield own; return
+    if warn: warnings.warn(f"the model is {own}: lbsharp measures it in float32 at the same (rounded) weights, because {own} "
+                           "rounding is larger than the rise of f in the box (phi would measure rounding); the model itself "
+                           "is left in its dtype. The result records dtype='float32' and model_dtype.", stacklevel=3)
+    saved = [(q, q.data, q.grad) for q in ps]
+    try:
+        for q in ps: q.grad = None; q.data = q.data.float()
+        for m, k, b in bs: m._buffers[k] = b.float()
+        yield own
+    finally:
+        for q, d, g in saved: q.grad = None; q.data = d; q.grad = g
+        for m, k, b in bs: m._buffers[k] = b
+
+def _name(f)->str: return getattr(f, '__name__', type(f).__name__)
+def _shape(t)->str: return str(tuple(t.shape))
+
+def check_batch(model:nn.Module,           # the model (or an `Outputs` already)
+                X, Y:Tensor,               # the data defining f, as `train_tensors` returns them
+                loss_fn=F.cross_entropy,   # the loss, called with reduction='sum' and 'mean'
+                chunk:int=5000,            # evaluation chunk: the check looks at the first min(chunk, 256) samples
+                output_fn:Callable|None=None  # output -> logits (None: `logits_of`)
+               )->tuple:                   # (the model as `evaluate` must call it, Y shaped as the loss needs)
+    "Check the batch and loss contract once, on the first chunk, before any work; say what is wrong and how to fix it."
+    k = min(len(X), chunk, 256)
+    x, name = X[:k], _name(loss_fn)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(x, Inputs):
+                try: raw = model(**x) if not isinstance(model, Outputs) else model(x)
+                except TypeError as e:
+                    raise TypeError(f"model(**inputs) with the dict batch's entries {list(x.keys())} failed ({e}): the entries "
+                                    f"besides the target ({' or '.join(map(repr, LABEL_KEYS))}) are passed as keyword arguments; "
+                                    "name them after the arguments of forward, or give (inputs, target) tensors") from e
+            else: raw = model(x)
+    finally:
+        for m, t in modes: m.training = t
+    if not isinstance(model, Outputs) and (output_fn is not None or isinstance(x, Inputs) or not isinstance(raw, Tensor) or raw.dim() == 1):
+        model = Outputs(model, output_fn)   # evaluate calls the model through the contract
+        raw = model.pick(raw)
+    out = raw
+    y = Y[:k]
+    if Y.is_floating_point() and out.shape != y.shape and out.shape == (*y.shape, 1): Y, y = Y[..., None], y[..., None]
+    if Y.is_floating_point() and out.shape != y.shape:
+        raise ValueError(f"the model gives outputs of shape {_shape(out)} for {k} samples but the float targets have shape "
+                         f"{_shape(y)}: a regression target needs the output's shape (class labels must be integers: Y.long())")
+    if not (out.dim() >= 2 and (out.argmax(1).shape == y.shape or (Y.is_floating_point() and out.shape == (k, 1)))):
+        raise ValueError(f"the model's outputs {_shape(out)} and the targets {_shape(y)} do not pair one target with each sample's "
+                         "logits: lbsharp supports class labels (N,) with logits (N, C, ...) and one regression value per sample; "
+                         "per-token targets (language models) and several targets per sample are not supported yet")
+    if name in ('cross_entropy', 'CrossEntropyLoss') and out.shape[1] == 1:
+        raise ValueError(f"loss_fn {name} on a single output column {_shape(out)} is 0 at every weight (a softmax over one "
+                         "class): for one value per sample use a regression loss (F.mse_loss, the default of lbs.sharpness for "
+                         "float targets), for classes return one logit per class")
+    try:
+        with warnings.catch_warnings(record=True) as ws:
+            warnings.simplefilter('always')
+            s, m = loss_fn(out, y, reduction='sum'), loss_fn(out, y, reduction='mean')
+    except TypeError as e:
+        if 'reduction' not in str(e): raise
+        raise TypeError(f"loss_fn {name} does not take reduction=: lbsharp.sharpness calls loss_fn(out, y, reduction='sum'); "
+                        "give it that argument, or measure with lbs.sharpness, lbs.hessian_spectrum or lbs.landscape, which "
+                        "take a loss returning the batch mean") from None
+    except RuntimeError as e:
+        raise ValueError(f"loss_fn {name} fails on the model's outputs {_shape(out)} {str(out.dtype)[6:]} and the targets "
+                         f"{_shape(y)} {str(y.dtype)[6:]} (first {k} samples): {e}") from e
+    if any('broadcast' in str(w.message) for w in ws):
+        raise ValueError(f"loss_fn {name} broadcasts the targets {_shape(y)} against the outputs {_shape(out)} (first {k} "
+                         "samples), which pairs every output with every target: give targets of the output's shape")
+    for w in ws: warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for r, v in (('sum', s), ('mean', m)):
+        if not (isinstance(v, Tensor) and v.dim() == 0):
+            raise ValueError(f"loss_fn {name} returned {_shape(v) if isinstance(v, Tensor) else type(v).__name__} for "
+                             f"reduction='{r}', expected a scalar tensor")
+    s, m = float(s), float(m)
+    if k > 1 and math.isfinite(s) and math.isfinite(m) and abs(s - k*m) > 1e-4*max(abs(s), abs(k*m), 1e-30):
+        what = (f"the same value, {s:.6g}, for reduction='sum' and 'mean' on the first {k} samples: it ignores reduction, so "
+                "f would be the mean loss divided by the number of samples" if abs(s - m) <= 1e-6*max(abs(s), 1e-30) else
+                f"{s:.6g} for reduction='sum' but {m:.6g} for 'mean' on the first {k} samples, not {k} × the mean (a loss "
+                "averaged over more than the samples, or with a term that does not grow with the batch)")
+        raise ValueError(f"loss_fn {name} gives {what}. lbsharp adds up loss_fn(out, y, "
+                         "reduction='sum') chunk by chunk and divides by the number of samples, so 'sum' must be the sum of "
+                         "per-sample losses. Fix: honour reduction (e.g. return F.cross_entropy(out, y, reduction=reduction)), "
+                         "or drop the argument: lbs.sharpness, lbs.hessian_spectrum and lbs.landscape then take the value as "
+                         "the batch mean")
+    return model, Y
+
 # %% ../nbs/03_sharpness.ipynb #3d32c745
 def _batches(loader:DataLoader):
-    "(inputs, labels) batches of `loader`, checked."
+    "(inputs, labels) batches of `loader`, checked: tensor pairs, or dicts with `LABEL_KEYS` (inputs as `Inputs`)."
     for i, b in enumerate(loader):
         if isinstance(b, dict):
-            raise TypeError(f"the DataLoader yields dicts (keys {sorted(b)}), expected (inputs, labels) pairs of tensors; "
-                            "give it a collate_fn that returns (x, y), or pass (X, Y) tensors")
+            key = next((k for k in LABEL_KEYS if k in b), None)
+            if key is None: raise TypeError(f"batch {i} of the DataLoader is a dict with keys {sorted(b)} and no target under "
+                                            f"{' or '.join(map(repr, LABEL_KEYS))}: expected (inputs, labels) pairs of tensors, "
+                                            "or a dict with 'labels' (its other entries are passed as model(**inputs))")
+            yield Inputs({k: v for k, v in b.items() if k != key}), b[key]; continue
         if not (isinstance(b, (tuple, list)) and len(b) >= 2 and isinstance(b[0], Tensor) and isinstance(b[1], Tensor)):
             what = type(b).__name__ + (f" of length {len(b)}" if isinstance(b, (tuple, list)) else '')
             raise TypeError(f"batch {i} of the DataLoader is a {what}, expected an (inputs, labels) pair of tensors "
@@ -400,7 +565,7 @@ def trainable_params(model:nn.Module)->list:  # parameters with requires_grad, i
     if not ps: raise ValueError("the model has no trainable parameters (requires_grad=True): there is no x to measure")
     return ps
 
-def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (train split), a torch Dataset or a DataLoader (any order)
+def train_tensors(data,                 # (X, Y) tensors (X may be a dict of named inputs), an lbsharp `Dataset` (train split), a torch Dataset or a DataLoader (any order)
                   model:nn.Module,      # the model (device and dtype follow it)
                   subset:int|None=None  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
                  )->tuple[Tensor, Tensor]:
@@ -412,8 +577,11 @@ def train_tensors(data,                 # (X, Y) tensors, an lbsharp `Dataset` (
         bs = list(_batches(in_order(data)))
         if not bs: raise ValueError("the DataLoader yields no batches (an empty dataset, or drop_last with fewer samples "
                                     "than batch_size): the measurement needs the training data")
-        X, Y = torch.cat([x for x, _ in bs]), torch.cat([y for _, y in bs])
-    elif isinstance(data, (tuple, list)) and len(data) == 2: X, Y = data
+        xs = [x for x, _ in bs]
+        X, Y = Inputs.cat(xs) if isinstance(xs[0], Inputs) else torch.cat(xs), torch.cat([y for _, y in bs])
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        X, Y = data
+        if isinstance(X, dict): X = Inputs(X)
     else: raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset, a torch Dataset or a DataLoader, not {type(data).__name__}")
     if subset is not None:
         i = subset_indices(len(X), subset)
@@ -444,7 +612,8 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
               chunk:int=5000,        # evaluation chunk (part of f's definition with BatchNorm in batch mode)
               subset:int|None=None,  # f on a seeded random subset of this many training samples (`subset_indices`; None: all, the paper's f)
               f_init:float|None=None,# f at training's initial point x0: adds the variant 100·(fmax-f)/(f(x0)-f)
-              loss_fn=F.cross_entropy, # loss with a `reduction` argument
+              loss_fn=F.cross_entropy, # loss with a `reduction` argument: 'sum' is the sum of per-sample losses (checked)
+              output_fn:Callable|None=None, # the model's output -> logits (None: `logits_of`: a tensor, a tuple's first item, .logits)
               probe:bool=True,       # re-evaluate f at the end; warn if it changed (non-determinism)
               dense:bool|None=None,  # subspace: keep A in memory (None: if ≤ 256 MB), else stream it
               starts:int|None=None,  # best of this many starts (y = 0, sign corner, random vertices), `iters` iterations each; None: 1 in the full space, 8 in a subspace (`STARTS`)
@@ -452,31 +621,35 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of `model` at its current weights, on its training data."
     _check(eps, iters, solver, starts)
-    params = trainable_params(model)
-    X, Y = train_tensors(data, model, subset)
-    x0 = parameters_to_vector(params).detach()
-    A = None if p is None else Subspace(len(x0), p, dist, seed, x0.device, x0.dtype, dense, gen)
-    every = list(model.parameters())
-    saved, was_training = [(q.data, q.grad) for q in every], model.training
-    shard = dist_info()    # under torchrun: each process evaluates its chunks; f and ∇f all-reduced (float64)
-    def fg(z):
-        vector_to_parameters(z, params)
-        f = evaluate(model, X, Y, chunk, grad=True, loss_fn=loss_fn, shard=shard).loss
-        return f, parameters_to_vector([q.grad if q.grad is not None else torch.zeros_like(q) for q in params])
-    try: r = box_sharpness(fg, x0, eps, A, iters, solver, len(X), adaptive, f_init, starts=starts)
-    finally:
-        for q, (d, g) in zip(every, saved): q.data, q.grad = d, g
-        model.train(was_training)
-    r.n_samples, r.subset, r.chunk, r.mode, r.data = len(X), subset, chunk, eval_mode(model), data_form(data)
-    r.loss = getattr(loss_fn, '__name__', type(loss_fn).__name__)
-    if probe:
-        t = time.perf_counter()
-        f = evaluate(model, X, Y, chunk, loss_fn=loss_fn, shard=shard).loss
-        r.seconds += time.perf_counter() - t
-        if abs(f - r.f0) > 1e-6*max(1., abs(f)):
-            warnings.warn(f"f differs between two evaluations at the same weights ({r.f0:.9g} vs {f:.9g}): the model is not "
-                          "deterministic in eval mode (dropout forced on? random layers?), so its sharpness is not defined")
+    with in_float32(model) as own:   # a float16/bfloat16 model: measured in float32 at its weights, then put back
+        params = trainable_params(model)
+        X, Y = train_tensors(data, model, subset)
+        model, Y = check_batch(model, X, Y, loss_fn, chunk, output_fn)     # the contract, once, before any work
+        x0 = parameters_to_vector(params).detach()
+        A = None if p is None else Subspace(len(x0), p, dist, seed, x0.device, x0.dtype, dense, gen)
+        every = list(model.parameters())
+        saved, was_training = [(q.data, q.grad) for q in every], model.training
+        shard = dist_info()    # under torchrun: each process evaluates its chunks; f and ∇f all-reduced (float64)
+        def fg(z):
+            vector_to_parameters(z, params)
+            f = evaluate(model, X, Y, chunk, grad=True, loss_fn=loss_fn, shard=shard).loss
+            return f, parameters_to_vector([q.grad if q.grad is not None else torch.zeros_like(q) for q in params])
+        try: r = box_sharpness(fg, x0, eps, A, iters, solver, len(X), adaptive, f_init, starts=starts)
+        finally:
+            for q, (d, g) in zip(every, saved): q.data, q.grad = d, g
+            model.train(was_training)
+        r.n_samples, r.subset, r.chunk, r.mode, r.data = len(X), subset, chunk, eval_mode(model), data_form(data)
+        r.loss = getattr(loss_fn, '__name__', type(loss_fn).__name__)
+        if probe:
+            t = time.perf_counter()
+            f = evaluate(model, X, Y, chunk, loss_fn=loss_fn, shard=shard).loss
+            r.seconds += time.perf_counter() - t
+            if abs(f - r.f0) > 1e-6*max(1., abs(f)):
+                warnings.warn(f"f differs between two evaluations at the same weights ({r.f0:.9g} vs {f:.9g}): the model is not "
+                              "deterministic in eval mode (dropout forced on? random layers?), so its sharpness is not defined")
+    r.dtype, r.model_dtype = str(x0.dtype).removeprefix('torch.'), own
     return r
+
 
 # %% ../nbs/03_sharpness.ipynb #e18ca614
 def exact_hessian(model:nn.Module,         # a small network (n up to a few thousand parameters)
@@ -486,6 +659,7 @@ def exact_hessian(model:nn.Module,         # a small network (n up to a few thou
                  )->Tensor:                # n×n Hessian of f in `trainable_params` order
     "Dense Hessian of the mean training loss by `torch.autograd.functional.hessian` (a reference for tests)."
     X, Y = train_tensors(data, model)
+    model, Y = check_batch(model, X, Y, loss_fn, chunk)
     named = [(k, q) for k, q in model.named_parameters() if q.requires_grad]
     x0 = parameters_to_vector([q for _, q in named]).detach()
     def f(v):
@@ -502,6 +676,16 @@ def exact_hessian(model:nn.Module,         # a small network (n up to a few thou
 _grad = lambda out, params, **kw: torch.cat([g.reshape(-1) for g in torch.autograd.grad(
     out, params, allow_unused=True, materialize_grads=True, **kw)])
 
+try: from torch.nn.attention import sdpa_kernel, SDPBackend
+except ImportError: sdpa_kernel = None   # older PyTorch: no kernel choice to make
+
+class MathAttention(_Through):
+    "`model` with scaled-dot-product attention on PyTorch's math kernel: the fused (flash, memory-efficient) kernels have no second derivative."
+    def __init__(self, model:nn.Module): super().__init__(); self.model = model
+    def forward(self, x):
+        if sdpa_kernel is None: return self.model(x)
+        with sdpa_kernel([SDPBackend.MATH]): return self.model(x)
+
 class Hessian:
     "Hessian of the mean training loss at the model's current weights, as chunked Hessian-vector products."
     def __init__(self,
@@ -509,12 +693,19 @@ class Hessian:
                  data,                     # training data: (X, Y), an lbsharp Dataset, or an in-order DataLoader
                  chunk:int=5000,           # evaluation chunk (as for `sharpness`)
                  subset:int|None=None,     # seeded random subset of the training samples (`subset_indices`; None: all)
-                 loss_fn=F.cross_entropy,  # loss with a `reduction` argument
+                 loss_fn=F.cross_entropy,  # loss with a `reduction` argument: 'sum' is the sum of per-sample losses (checked)
                  probe:bool=True,          # check at once that the network is deterministic in eval mode
-                 retain:bool|None=None):   # keep every chunk's gradient graph (faster products, more memory); None: if one chunk
-        self.model, self.chunk, self.loss_fn = model, chunk, loss_fn
+                 retain:bool|None=None,    # keep every chunk's gradient graph (faster products, more memory); None: if one chunk
+                 output_fn:Callable|None=None): # the model's output -> logits (None: `logits_of`)
+        if any(q.dtype in LOW_PRECISION for q in model.parameters()):
+            raise ValueError(f"the model is {model_dtype(model)}: its Hessian-vector products would be rounding noise. "
+                             "lbs.hessian_spectrum measures it in float32 for you; for the operator itself, build it on a "
+                             "float32 copy: Hessian(copy.deepcopy(model).float(), data)")
+        self.chunk, self.loss_fn = chunk, loss_fn
         self.params = trainable_params(model)
         self.X, self.Y = train_tensors(data, model, subset)
+        self.model, self.Y = check_batch(model, self.X, self.Y, loss_fn, chunk, output_fn)
+        self.model = MathAttention(self.model)   # products differentiate twice: attention on the math kernel
         self.n, self.products, self._graphs = sum(q.numel() for q in self.params), 0, None
         self.retain = len(self.X) <= chunk if retain is None else retain
         if probe: self.probe()
