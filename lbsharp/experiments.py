@@ -195,6 +195,16 @@ def measure_extras(exp:Experiment, model, X, Y, seed:int)->dict:
         out['adaptive'] = {**sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0])).to_dict(), 'subset': exp.sharp_subset}
     return out
 
+def _stored(f:Path, exp:Experiment, eps:float, p:int|None)->dict:
+    "A measurement stored by an earlier (killed) owner of the run, if it was made with `exp`'s settings; else an error naming them."
+    r = read_json(f, 'sharpness')['result']
+    want = dict(eps=eps, iters=exp.sharp_iters, p=p, subset=exp.sharp_subset, chunk=exp.chunk,
+                **(dict(seed=exp.A_seed, dist=exp.A_dist) if p else {}), **({'solver': exp.sharp_solver} if exp.sharp_solver else {}))
+    diff = {k: (r.get(k), v) for k, v in want.items() if k in r and r.get(k) != v}
+    if diff: raise ValueError(f"{f} was measured with other settings ({'; '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
+                              f"delete it to measure again with these settings, or use another output directory")
+    return r
+
 def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
     "Every sharpness measurement of `exp` on `model` (each ε, full space and p-dim subspace), stored one by one in `d`."
     out = []
@@ -202,7 +212,7 @@ def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
     for space, p in spaces:
         for eps in exp.eps:
             f = d/f'sharpness-{space}-{eps:g}.json' if d is not None else None
-            if f is not None and f.exists(): out.append(read_json(f, 'sharpness')['result']); continue
+            if f is not None and f.exists(): out.append(_stored(f, exp, eps, p)); continue
             r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, p)).to_dict()
             r['subset'] = exp.sharp_subset
             if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r, environment=environment(exp.device)))

@@ -201,9 +201,20 @@ def test_empty_experiment_json_then_other_settings_are_refused(copy, capfd):
     rc, text = cli(capfd, 'run', 'quick', '--out', copy, '--quiet', *sets())   # the original settings still resume it
     assert rc == 0 and (copy/'experiment.json').exists(), text
 
-def test_every_result_carries_its_settings(finished):
+def test_every_result_carries_its_settings_and_cpu(finished):
     exp = read_json(finished/'experiment.json', 'experiment')['experiment']
-    for f in finished.glob('*/result.json'): assert read_json(f, 'run')['settings'] == exp, f
+    for f in finished.glob('*/result.json'):
+        r = read_json(f, 'run')
+        assert r['settings'] == exp, f
+        assert r['environment']['cpu_arch'] and isinstance(r['environment']['cpu_flags'], list), r['environment']   # which float kernels ran
+    for f in finished.glob('*/sharpness-*.json'): assert 'cpu_vendor' in read_json(f, 'sharpness')['environment'], f
+
+def test_a_stored_measurement_with_other_settings_is_not_reused(copy, capfd):
+    "A killed run's sharpness file (no result.json yet) measured with other settings: refused, not relabelled."
+    for f in [copy/'experiment.json', *copy.glob('*/result.json')]: f.unlink()
+    rc, text = cli(capfd, 'run', 'quick', '--out', copy, '--quiet', *sets(sharp_iters=2))
+    assert rc == 2, text
+    clear(text, 'sharpness-full-0.001.json was measured with other settings (iters=1 there, 2 here)', 'delete it')
 
 # ---- --executor local: the worker's own error, its log, and what to do -----------------------------------------------------
 def test_failed_job_shows_the_worker_error_and_its_log(tmp_path):
