@@ -155,7 +155,7 @@ def _sharpness(a):
         print(f"note: the model's BatchNorm mode is {model.spec.get('bn')!r}, the run's {exp.bn!r}; f uses the model's")
     data = load_data(exp)
     X, Y = _sharp_data(exp, data)
-    check_fits(model, X, Y, f"the data set {exp.dataset!r} ({src})")
+    check_fits(model, X, Y, f"the data set {exp.dataset!r}")
     eps = pick(a.eps, exp.eps[0])
     f_text = (f"mean cross-entropy on {DATASET_NAMES.get(data.name, data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
               f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
