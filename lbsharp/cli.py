@@ -9,7 +9,7 @@ from pathlib import Path
 from .sharpness import sharpness, eval_mode
 from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
                                  read_json, load_data, sharp_kwargs, _sharp_data, units, unit_name, PAPER, UnitBusy,
-                                 FORMAT, environment)
+                                 FORMAT, environment, validate, check_device, check_fits)
 from .training import write_json
 from .report import report, summarize, table, headline, verdict, DATASET_NAMES, PAPER_DATA, CAP, pm, stops_text, rule_text
 from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
@@ -117,6 +117,7 @@ def _run(name, out, sets, quiet, keep=False, a=None):
     exp = preset(name, **parse_sets(sets))
     out = Path(out or f'runs/{name}')
     t0 = time.time()
+    if a is not None and a.executor and a.dry_run: validate(exp, here=a.executor == 'local')   # as run and submit do before any work
     if a is not None and a.executor:
         kw = dict(timeout_min=a.timeout_min, gpus_per_job=a.gpus_per_job)
         if a.executor == 'slurm': kw.update(partition=a.slurm_partition, cpus_per_job=a.cpus_per_job, mem_gb=a.mem_gb)
@@ -134,6 +135,7 @@ def _experiment_file(model:Path)->Path|None:
     return next((d/'experiment.json' for d in list(Path(model).resolve().parents)[:3] if (d/'experiment.json').exists()), None)
 
 def _sharpness(a):
+    check_device(a.device)                                 # before the file: a missing GPU is not an unreadable model
     model = load_model(a.model, a.device)
     f = None if a.dataset else _experiment_file(a.model)
     if f is not None:
@@ -153,6 +155,7 @@ def _sharpness(a):
         print(f"note: the model's BatchNorm mode is {model.spec.get('bn')!r}, the run's {exp.bn!r}; f uses the model's")
     data = load_data(exp)
     X, Y = _sharp_data(exp, data)
+    check_fits(model, X, Y, f"the data set {exp.dataset!r}")
     eps = pick(a.eps, exp.eps[0])
     f_text = (f"mean cross-entropy on {DATASET_NAMES.get(data.name, data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
               f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
@@ -192,4 +195,11 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         else: p.print_help(); return 2
     except (ValueError, FileNotFoundError, UnitBusy, JobsFailed) as e:  # user errors and failed jobs: what happened and the fix; anything else keeps its traceback
         print(f"lbsharp {a.cmd}: error: {e}", file=sys.stderr); return 2
+    except PermissionError as e:                                       # e.g. a read-only output directory
+        print(f"lbsharp {a.cmd}: error: permission denied for {e.filename or 'a file'} ({e.strerror or e}); choose an output "
+              f"directory you may write (--out, --dest, --json) and files you may read", file=sys.stderr); return 2
+    except KeyboardInterrupt:
+        again = (" — finished units are kept: rerun the same command to resume, training continues from its last checkpoint"
+                 if a.cmd in ('run', 'demo') else '')
+        print(f"\nlbsharp {a.cmd}: interrupted{again}", file=sys.stderr); return 130
     return 0

@@ -4,14 +4,16 @@
 
 # %% ../nbs/05d_cluster.ipynb #c684143c
 from __future__ import annotations
-import os, sys, time, warnings
+import os, re, sys, time, warnings
 from pathlib import Path
 import torch
-from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim, write_json)
+from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim, write_json,
+                                 validate)
 from .training import progress
 
 # %% auto #0
-__all__ = ['cores', 'job_threads', 'oversubscribed', 'JobsFailed', 'slurm_parameters', 'sbatch_script', 'make_executor', 'submit']
+__all__ = ['cores', 'job_threads', 'oversubscribed', 'JobsFailed', 'job_error', 'slurm_parameters', 'sbatch_script',
+           'make_executor', 'submit']
 
 # %% ../nbs/05d_cluster.ipynb #5b9e2f14
 def cores()->int:
@@ -35,6 +37,31 @@ def oversubscribed(jobs:int, threads:int, n_cores:int|None=None)->str|None:
 # %% ../nbs/05d_cluster.ipynb #bb0d77d7
 class JobsFailed(RuntimeError):
     "Some units' jobs failed even after their retries."
+
+_FIX = ('ValueError', 'TypeError', 'KeyError', 'FileNotFoundError', 'PermissionError', 'NotImplementedError', 'JobsFailed')  # a rerun cannot fix these
+
+def job_error(e:Exception,      # what `job.result()` raised (submitit's FailedJobError carries the worker's traceback)
+              stderr:str|Path|None=None # the job's stderr log, read when the exception has no traceback
+             )->tuple[str, str]:  # (exception type, message) of the worker's last error line
+    "The worker's own last error line of a failed job, e.g. ('UnitBusy', 'run-trial0-SB is claimed by ...'), instead of submitit's wrapper."
+    text = str(e)
+    trace = re.search(r'with trace:\n-{22}\n(.*)\n-{22}\n', text, re.S)          # submitit's FailedJobError: the worker's traceback
+    if trace: text = trace.group(1)
+    elif stderr is not None and Path(stderr).exists():
+        try: text = Path(stderr).read_text(errors='replace')[-20000:]
+        except OSError: pass
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    for l in reversed(lines):                                         # the exception line: 'module.Type: message' or 'Type'
+        head = l.split(':', 1)[0]
+        if head.replace('.', '').replace('_', '').isalnum() and head.rsplit('.', 1)[-1][:1].isupper() and not l.startswith('File '):
+            return head.rsplit('.', 1)[-1], (l.split(':', 1)[1].strip() if ':' in l else '')
+    return type(e).__name__, (lines[-1] if lines else '')
+
+def _advice(kind:str)->str:
+    if kind == 'UnitBusy': return ("another process holds the unit (e.g. a worker of an earlier, killed `lbsharp run` still "
+                                   "finishing it): wait until it ends, then rerun the same command")
+    if kind in _FIX: return "a rerun cannot fix this: correct the setting or file it names, then rerun"
+    return "rerun the same command to resume: finished units are skipped, training resumes from its checkpoint"
 
 def slurm_parameters(jobs:int=8,                # at most this many jobs at once (the array's `%N`)
                      partition:str|None=None,   # Slurm partition (None: the cluster's default)
@@ -115,8 +142,10 @@ def _as_completed(ex, exp, out, todo, jobs, retries, keep, threads, failed, poll
             row = dict(unit=unit_name(u), job=str(j.job_id), submitted=t, seen=time.time())
             try: row.update(j.result()); log.append(row); yield u
             except Exception as e:
-                log.append({**row, 'error': type(e).__name__})
-                if tries[u] < retries: tries[u] += 1; queue.append(u)   # a killed job resumes from its checkpoint
+                kind, msg = job_error(e, j.paths.stderr)
+                log.append({**row, 'error': kind, 'message': msg})
+                if tries[u] < retries and kind not in _FIX + ('UnitBusy',):   # a killed job resumes from its checkpoint
+                    tries[u] += 1; queue.append(u)
                 else: failed.append((u, j, e)); yield u
 
 def submit(exp:Experiment,            # what to run
@@ -139,10 +168,10 @@ def submit(exp:Experiment,            # what to run
             threads = min(threads, int(os.environ['OMP_NUM_THREADS']))
     if not isinstance(threads, int) or threads < 1: raise ValueError(f"threads={threads!r} must be a positive int (threads per job)")
     if executor == 'local' and (msg := oversubscribed(jobs, threads)): warnings.warn(msg, stacklevel=2)
-    if exp.protocol == 'warmstart' and exp.epochs is None:
-        raise ValueError("the warm-start protocol trains a fixed number of epochs; set epochs (the paper: 100)")
+    validate(exp, here=executor == 'local')              # a bad setting costs seconds here, not a failed job per unit
     out = Path(out); _claim(out, exp)
     ex = make_executor(executor, out/'.submitit', jobs, **executor_kw)
+    if not quiet: print(f"{executor} jobs: each job's log is {out/'.submitit'}/JOBID_0_log.err (and .out)", file=sys.stderr)
     failed, log = [], []
     try:
         for w, wave in enumerate(units(exp)):
@@ -150,10 +179,11 @@ def submit(exp:Experiment,            # what to run
             for _ in progress(_as_completed(ex, exp, out, todo, jobs, retries, keep_checkpoints, threads, failed, poll, log),
                               total=len(todo), quiet=quiet, comment=f'{executor} jobs, wave {w+1}'): pass
             if failed:
-                lines = [f"  {unit_name(u)}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
-                         f"(log: {j.paths.stderr})" for u, j, e in failed]
-                raise JobsFailed(f"{len(failed)} job(s) failed after {retries} retr{'y' if retries == 1 else 'ies'}:\n" + '\n'.join(lines)
-                                 + f"\nrerun the same command to resume: finished units are skipped, training resumes from its checkpoint")
+                errs = [(u, j, *job_error(e, j.paths.stderr)) for u, j, e in failed]
+                lines = [f"  {unit_name(u)}: {kind}{': ' + msg if msg else ''} (log: {j.paths.stderr})" for u, j, kind, msg in errs]
+                advice = sorted({_advice(kind) for *_, kind, _ in errs})
+                raise JobsFailed(f"{len(failed)} job(s) failed (retried up to {retries} time{'' if retries == 1 else 's'} unless a rerun "
+                                 f"cannot help):\n" + '\n'.join(lines) + '\n' + '\n'.join(advice))
     finally:
         if log: write_json(out/'.submitit'/f'jobs-{time.time_ns()}.json', dict(executor=executor, jobs=jobs, threads=threads, log=log))
     return out

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #a4117335
 from __future__ import annotations
-import gzip, inspect, os, pickle, random, struct, tempfile, zlib
+import gzip, inspect, os, pickle, random, struct, tempfile, zipfile, zlib
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -397,7 +397,7 @@ def _mnist1d_cached(name:str, root=None)->dict|None:
     if d is None or not (d/name).is_file(): return None
     try:
         with np.load(d/name) as z: return {k: z[k] for k in _MNIST1D_KEYS}
-    except (OSError, KeyError, ValueError): return None     # unreadable: generate again
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error): return None   # unreadable (e.g. truncated): generate again
 
 def _mnist1d_save(name:str, root, d:dict):
     "Save a generated set atomically in the first writable data directory (skipped when there is none)."

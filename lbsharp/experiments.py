@@ -9,21 +9,21 @@ from pathlib import Path
 import numpy as np, torch, scipy, fastprogress
 import lbsharp
 from .data import load, Dataset, subset_indices
-from .networks import build, NETWORKS
+from .networks import build, NETWORKS, lookup, BN_MODES, INITS
 from .presets import (PAPER, Experiment, exp_from_dict, exp_to_dict, _FIELDS, PRESETS, MNIST1D_PROTOCOL, REMEDY_PRESETS,
                              all_presets, preset)
 from .training import (evaluate, progress, progress_jobs, train, init_model, History, resolve_batch, save_checkpoint,
                               load_checkpoint, checkpoints, write_json)
-from .hooks import train_kwargs, noise_scale
+from .hooks import train_kwargs, noise_scale, REMEDIES, remedy_options
 from .sharpness import sharpness, Hessian, FAST_LBFGSB
 from .curvature import hutchinson
 from .landscape import parametric, plot_line
 
 # %% auto #0
-__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'TRACE_PROBES', 'EXTRAS', 'PROTOCOLS', 'read_json', 'environment', 'load_data',
-           'save_model', 'load_model', 'sharp_kwargs', 'measure_extras', 'measure_model', 'run_one', 'UnitBusy',
-           'unit_name', 'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory',
-           'export_results']
+__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'TRACE_PROBES', 'EXTRAS', 'PROTOCOLS', 'read_json', 'cpu_features', 'environment',
+           'load_data', 'save_model', 'load_model', 'sharp_kwargs', 'measure_extras', 'measure_model', 'run_one',
+           'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit',
+           'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #21187ca5
 FORMAT = 'lbsharp-run/1'
@@ -61,17 +61,31 @@ REPRODUCIBLE_ENV = {'MKL_CBWR': 'AVX2,STRICT',        # MKL's conditional numeri
                     'ATEN_CPU_CAPABILITY': 'avx2',    # PyTorch's own CPU kernels (reductions, BatchNorm, losses) at AVX2
                     'ONEDNN_MAX_CPU_ISA': 'AVX2'}     # oneDNN's kernels at AVX2
 
+_ISA = ('sse4', 'avx', 'fma', 'f16c', 'amx', 'neon', 'asimd', 'sve')   # instruction-set flags that pick float kernels
+
 def _cpu()->str|None:
     "The CPU's model name (Linux), which decides the kernels a float sum runs through unless `REPRODUCIBLE_ENV` pins them."
     try: return next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), None)
     except OSError: return platform.processor() or None
 
+def cpu_features()->dict:
+    "The CPU's vendor and its vector instruction-set flags (avx2, avx512*, amx*, fma, ...): Linux's /proc/cpuinfo, else torch's reading."
+    try:
+        info = dict(l.split(':', 1) for l in Path('/proc/cpuinfo').read_text().split('\n\n')[0].splitlines() if ':' in l)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        flags = info.get('flags') or info.get('Features') or ''
+        vendor = info.get('vendor_id') or info.get('CPU implementer')
+        return dict(cpu_vendor=vendor, cpu_flags=sorted(f for f in flags.split() if f.startswith(_ISA)), cpu_arch=platform.machine())
+    except (OSError, ValueError):
+        cap = getattr(torch.backends.cpu, 'get_cpu_capability', lambda: None)()   # e.g. 'AVX2', 'AVX512', 'NO AVX' (macOS, Windows)
+        return dict(cpu_vendor=platform.processor() or None, cpu_flags=[cap.lower()] if cap else None, cpu_arch=platform.machine())
+
 def environment(device='cpu')->dict:
-    "Code version (git commit, dirty), library versions, device, CPU, threads, numerics pins and L-BFGS-B path, recorded with every result."
+    "Code version (git commit, dirty), library versions, device, CPU (model, vendor, instruction-set flags), threads, numerics pins and L-BFGS-B path, recorded with every result."
     d = dict(lbsharp=lbsharp.__version__, **_CODE,
              torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__, fastprogress=fastprogress.__version__,
              python=platform.python_version(), platform=platform.platform(), device=str(device),
-             cpu=_cpu(), threads=torch.get_num_threads(), numerics={k: os.environ.get(k) for k in REPRODUCIBLE_ENV},
+             cpu=_cpu(), **cpu_features(), threads=torch.get_num_threads(), numerics={k: os.environ.get(k) for k in REPRODUCIBLE_ENV},
              fast_lbfgsb=FAST_LBFGSB)
     if str(device).startswith('cuda') and torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(device)
     return d
@@ -84,8 +98,9 @@ def load_data(exp:Experiment)->Dataset:
     return d.to(exp.device)
 
 def _claim(out:Path, exp:Experiment):
-    "Create `out` for `exp`, or check that it already belongs to `exp` (same config)."
+    "Create `out` for `exp`, or check that it already belongs to `exp` (same config, and every finished result's settings)."
     f = out/'experiment.json'
+    _check_settings(out, exp)                              # before experiment.json: a refused directory is left as it was
     if f.exists():
         old = exp_to_dict(exp_from_dict(read_json(f, 'experiment')['experiment'], where=str(f)))  # fields added later take defaults
         if old != exp_to_dict(exp):
@@ -94,23 +109,54 @@ def _claim(out:Path, exp:Experiment):
                              f"use another output directory or the same settings to resume")
     else: write_json(f, dict(format=FORMAT, kind='experiment', experiment=exp_to_dict(exp), environment=environment(exp.device)))
 
+def _check_settings(out:Path, exp:Experiment):
+    "Every finished result in `out` carries the settings it was computed with: refuse to reuse one computed under others."
+    want = [exp_to_dict(exp), exp_to_dict(dataclasses.replace(exp, eps=exp.eps[:1], p=0))]   # warm start/trajectory runs measure one ε
+    for f in sorted([*out.glob('*/result.json'), *out.glob('*/trajectory.json')]):
+        s = read_json(f).get('settings')
+        if s is None: continue                                             # written before results carried their settings
+        got = exp_to_dict(exp_from_dict(s, where=str(f)))
+        if got not in want:
+            diff = sorted(k for k in _FIELDS if got.get(k) != want[0].get(k))
+            raise ValueError(f"{f} was computed with other settings than this experiment's (fields {diff} differ: "
+                             f"{'; '.join(f'{k}={got.get(k)!r} there, {want[0].get(k)!r} here' for k in diff)}); use another "
+                             f"output directory, or the settings it was computed with, or delete {f.parent} to recompute that run")
+
 def save_model(model, path:Path)->Path:
     "Atomically save `model`'s state_dict and spec (the training engine's atomic writer)."
     return save_checkpoint(dict(state=model.state_dict(), spec=getattr(model, 'spec', None)), path)
 
+def _redo(path:Path)->str:
+    "How to get a good `path` back: a finished run's model.pt by training that run again, anything else by replacing the file."
+    if path.name == 'model.pt' and (path.parent/'result.json').exists():
+        return (f"its run is marked finished by {path.parent/'result.json'}, so delete the run's directory {path.parent} and rerun "
+                f"the same `lbsharp run` command to train that run again")
+    return "replace it with a model.pt written by `lbsharp run` (or a training checkpoint checkpoints/epoch_*.pt)"
+
 def load_model(path:str|Path, device='cpu')->torch.nn.Module:
     "Rebuild a network saved by `save_model` (or a training checkpoint) from its recorded spec."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no model file {path}; run the experiment first (`lbsharp run ...`)")
-    try: ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable lbsharp model file ({e})") from None
+    device = check_device(device)                      # a missing GPU is said as such, not as an unreadable file
+    if not path.exists():
+        if (path.parent/'result.json').exists(): raise FileNotFoundError(f"no model file {path}: {_redo(path)}")
+        raise FileNotFoundError(f"no model file {path}; run the experiment first (`lbsharp run ...`)")
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable lbsharp model file: expected a PyTorch file written by torch.save (a run's "
+                         f"model.pt or a training checkpoint), but torch.load fails ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}), e.g. a truncated copy; {_redo(path)}") from None
     state = ck.get('state', ck.get('model')) if isinstance(ck, dict) else None
     spec = (ck.get('spec') or (ck.get('config') or {}).get('model')) if isinstance(ck, dict) else None
     if state is None or not spec or 'name' not in spec:
         raise ValueError(f"{path} holds no lbsharp network (expected 'state' and 'spec' with the network name)")
     opts = {k: spec[k] for k in ('width', 'depth', 'pool', 'bn_eps', 'bn_momentum', 'input_shape', 'n_classes') if k in spec}
     m = build(spec['name'], bn=spec.get('bn', 'batch'), init=spec.get('init', 'keras'), **opts)
-    m.load_state_dict(state); m.spec = spec
+    try: m.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: its weights do not fit the network its spec describes ({spec['name']} with "
+                         f"{', '.join(f'{k}={v}' for k, v in opts.items()) or 'default options'}): "
+                         f"{' '.join(str(e).split())[:300]}; the file was edited or written by other code") from None
+    m.spec = spec
     return m.to(device)
 
 # %% ../nbs/05_experiments.ipynb #eabb9e3c
@@ -149,6 +195,16 @@ def measure_extras(exp:Experiment, model, X, Y, seed:int)->dict:
         out['adaptive'] = {**sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0])).to_dict(), 'subset': exp.sharp_subset}
     return out
 
+def _stored(f:Path, exp:Experiment, eps:float, p:int|None)->dict:
+    "A measurement stored by an earlier (killed) owner of the run, if it was made with `exp`'s settings; else an error naming them."
+    r = read_json(f, 'sharpness')['result']
+    want = dict(eps=eps, iters=exp.sharp_iters, p=p, subset=exp.sharp_subset, chunk=exp.chunk,
+                **(dict(seed=exp.A_seed, dist=exp.A_dist) if p else {}), **({'solver': exp.sharp_solver} if exp.sharp_solver else {}))
+    diff = {k: (r.get(k), v) for k, v in want.items() if k in r and r.get(k) != v}
+    if diff: raise ValueError(f"{f} was measured with other settings ({'; '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
+                              f"delete it to measure again with these settings, or use another output directory")
+    return r
+
 def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
     "Every sharpness measurement of `exp` on `model` (each ε, full space and p-dim subspace), stored one by one in `d`."
     out = []
@@ -156,7 +212,7 @@ def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
     for space, p in spaces:
         for eps in exp.eps:
             f = d/f'sharpness-{space}-{eps:g}.json' if d is not None else None
-            if f is not None and f.exists(): out.append(read_json(f, 'sharpness')['result']); continue
+            if f is not None and f.exists(): out.append(_stored(f, exp, eps, p)); continue
             r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, p)).to_dict()
             r['subset'] = exp.sharp_subset
             if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r, environment=environment(exp.device)))
@@ -214,12 +270,107 @@ def _x0(exp:Experiment, trial:int)->dict:
 
 def _landscapes(exp:Experiment, data:Dataset, out:Path, trial:int, quiet:bool):
     sb, lb = (load_model(out/f'trial{trial}-{r}'/'model.pt', exp.device) for r in ('SB', 'LB'))
+    for r, m in (('SB', sb), ('LB', lb)): check_fits(m, data.Xtr[:2], data.Ytr, f"the data set {exp.dataset!r} (trial {trial}, {r}: {out/f'trial{trial}-{r}'/'model.pt'})")
     for path in ('linear', 'curvilinear'):
         f = out/f'trial{trial}-{path}.json'
         if f.exists(): continue
         r = parametric(sb, lb, data, alphas=np.linspace(-1, 2, exp.alphas), path=path, chunk=exp.chunk, quiet=quiet,
                        meta=dict(experiment=exp.name, trial=trial, dataset=exp.dataset))
         write_json(f, dict(format=FORMAT, kind='landscape', result=r, environment=environment(exp.device)))
+
+# %% ../nbs/05_experiments.ipynb #75fdd832
+def check_device(device)->torch.device:
+    "The torch device `device`, or a `ValueError` saying that this machine does not have it and what to use instead."
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise ValueError(f"device={device!r} is not a torch device ({e}); use 'cpu' or 'cuda'") from None
+    if d.type == 'cpu': return d
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: this machine has no usable CUDA GPU (torch.cuda.is_available() is False); "
+                         f"use device=cpu (--set device=cpu, --device cpu) or run on a machine with a GPU")
+    try: torch.empty(1, device=d)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise ValueError(f"device={device!r} is not usable here ({str(e).strip().splitlines()[0]}); use device=cpu") from None
+    return d
+
+def check_fits(model,            # a network (its `spec`, when it has one, names its input shape)
+               X, Y,             # samples of the data it will see (two are run through it; all labels are checked)
+               data_name:str='the data' # named in the error
+              ):
+    "One forward pass of `model` on two samples of `X`: a network that does not take the data, or has fewer outputs than the labels' classes, is a `ValueError` naming both shapes."
+    spec = getattr(model, 'spec', None) or {}
+    net = f"network {spec.get('name', type(model).__name__)}" + (f" (input shape {tuple(spec['input_shape'])})" if spec.get('input_shape') else '')
+    dat = f"{data_name} (input shape {tuple(X.shape[1:])})"
+    was = model.training; model.eval()                    # no BatchNorm statistics move
+    try:
+        with torch.no_grad(): out = model(X[:2])
+    except RuntimeError as e:
+        raise ValueError(f"the {net} does not fit {dat}: {str(e).strip().splitlines()[0]}; "
+                         f"use the network's own data set or a network built for this data") from None
+    finally: model.train(was)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(X)):
+        raise ValueError(f"the {net} gives {type(out).__name__} {tuple(getattr(out, 'shape', ()))} on 2 samples of {dat}; expected logits (2, classes)")
+    k = int(Y.max()) + 1 if len(Y) else 0
+    if k > out.shape[1]:
+        raise ValueError(f"the {net} has {out.shape[1]} outputs but {data_name} has labels up to {k - 1}; use a network with {k} classes")
+
+_PROTOCOLS = ('pairs', 'warmstart', 'trajectory')
+
+def _check_fields(exp:Experiment):
+    "The checks of `validate` that need no data: types, ranges, names."
+    def bad(msg): raise ValueError(f"experiment {exp.name!r}: {msg}")
+    isint = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not isint(exp.trials) or exp.trials < 1: bad(f"trials={exp.trials!r} must be an int >= 1 (independent starting points), e.g. trials=3")
+    if not isinstance(exp.regimes, dict) or not exp.regimes:
+        bad(f"regimes={exp.regimes!r} must map names to batch sizes, e.g. regimes={{\"SB\": 256, \"LB\": 0.1}}")
+    for r, b in exp.regimes.items():
+        if not num(b) or b <= 0:
+            bad(f"regimes[{r!r}]={b!r} must be a batch size: an int of samples (e.g. 256) or a fraction of the training set in (0, 1] (e.g. 0.1)")
+    if not exp.eps: bad("eps=[] measures nothing; give at least one box size, e.g. eps=[0.001, 0.0005] (the paper's)")
+    for e in exp.eps:
+        if not num(e) or e <= 0: bad(f"eps={list(exp.eps)!r}: every ε must be a number > 0, e.g. eps=[0.001, 0.0005] (the paper's)")
+    if not isint(exp.p) or exp.p < 0: bad(f"p={exp.p!r} must be an int >= 0 (random-subspace dimension; 0 skips the subspace, the paper uses 100)")
+    for k, lo in (('sharp_iters', 1), ('chunk', 1), ('max_epochs', 1), ('patience', 1), ('alphas', 2), ('every', 1)):
+        v = getattr(exp, k)
+        if not isint(v) or v < lo: bad(f"{k}={v!r} must be an int >= {lo} (default {_FIELDS[k].default})")
+    for k in ('epochs', 'warm_epochs', 'sharp_subset', 'n_train', 'n_test'):
+        v = getattr(exp, k)
+        if v is not None and (not isint(v) or v < 1): bad(f"{k}={v!r} must be an int >= 1, or null (None) for the default")
+    if not num(exp.lr) or exp.lr <= 0: bad(f"lr={exp.lr!r} must be a number > 0 (the paper: 0.001)")
+    if not num(exp.min_delta) or exp.min_delta < 0: bad(f"min_delta={exp.min_delta!r} must be a number >= 0 (default 0.01)")
+    if exp.target is not None and (not num(exp.target) or exp.target < 0):
+        bad(f"target={exp.target!r} must be a training loss >= 0, or null (None) for no target")
+    lookup(NETWORKS, exp.network, 'network')
+    for k, allowed in (('bn', BN_MODES), ('init', INITS), ('protocol', _PROTOCOLS), ('A_dist', ('normal', 'uniform'))):
+        if getattr(exp, k) not in allowed: bad(f"{k}={getattr(exp, k)!r} is unknown; use one of {list(allowed)}")
+    if exp.protocol != 'pairs':
+        if not {'SB', 'LB'} <= set(exp.regimes): bad(f"the {exp.protocol} protocol needs regimes named SB and LB; got {list(exp.regimes)}")
+        if exp.protocol == 'warmstart' and exp.epochs is None:
+            bad("the warm-start protocol trains SB a fixed number of epochs to start LB runs from; set epochs (the paper: 100)")
+    if exp.remedy is not None:
+        lookup(REMEDIES, exp.remedy, 'remedy', 'remedies')
+        opts = remedy_options(exp.remedy); unknown = sorted(set(exp.remedy_kw) - set(opts))
+        if unknown: bad(f"remedy_kw has unknown option(s) {unknown} for remedy {exp.remedy!r}; valid options: {sorted(opts) or 'none'}")
+        if not set(exp.remedy_regimes) <= set(exp.regimes):
+            bad(f"remedy_regimes={list(exp.remedy_regimes)} names regimes not in regimes {list(exp.regimes)}")
+    unknown = sorted(set(exp.extras) - set(EXTRAS))
+    if unknown: bad(f"unknown extras {unknown}; known: {sorted(EXTRAS)}")
+
+def validate(exp:Experiment,   # the experiment to check before any work
+             here:bool=True     # False: the work runs on other machines (Slurm jobs), whose device is not checked here (the rest runs on the CPU)
+            )->Dataset:         # its data, loaded (on its device) for the run that follows
+    "Check `exp` whole (fields, every regime's batch, ε, p, the device, the data files, one forward pass of the network on the data) before anything is trained or written."
+    _check_fields(exp)
+    if here: check_device(exp.device)
+    else: exp = dataclasses.replace(exp, device='cpu')
+    try: data = load_data(exp)
+    except TypeError as e: raise ValueError(f"experiment {exp.name!r}: data_kw={exp.data_kw!r}: {e}") from None
+    for r, b in exp.regimes.items():
+        try: resolve_batch(b, len(data.Xtr))
+        except (TypeError, ValueError) as e: raise ValueError(f"experiment {exp.name!r}: regimes[{r!r}]: {e}") from None
+    model = init_model(exp.network, exp.seed, bn=exp.bn, init=exp.init).to(exp.device)
+    check_fits(model, data.Xtr[:2], data.Ytr, f"the data set {exp.dataset!r}")
+    return data
 
 # %% ../nbs/05_experiments.ipynb #c21505cf
 class UnitBusy(RuntimeError):
@@ -341,10 +492,8 @@ def run(exp:Experiment,         # what to run
         keep_checkpoints:bool=False # keep every epoch's checkpoint (default: only until the run is finished)
        )->Path:                 # `out`
     "Run (or resume) experiment `exp` into `out`, unit by unit in this process: training, sharpness, plots."
+    data = validate(exp)                                   # a bad setting costs seconds and writes nothing
     out = Path(out); _claim(out, exp)
-    if exp.protocol == 'warmstart' and exp.epochs is None:
-        raise ValueError("the warm-start protocol trains a fixed number of epochs; set epochs (the paper: 100)")
-    data = load_data(exp)
     for wave in units(exp):
         todo = [u for u in wave if not unit_done(exp, out, u)]
         for u in progress_jobs(todo, quiet=quiet, label='unit', names=[unit_name(u) for u in todo]):
@@ -369,8 +518,8 @@ def warmstart(exp:Experiment, out:str|Path, quiet:bool=False,
               trials:list|None=None, at:list|None=None, data:Dataset|None=None # only these trials / SB epochs (None: all); data already loaded
              )->Path:
     "Figure 5 protocol: LB runs warm-started from SB checkpoints (see above)."
-    if exp.epochs is None: raise ValueError("the warm-start protocol trains SB a fixed number of epochs to start LB runs from; set epochs (the paper: 100)")
-    out = Path(out); _claim(out, exp); data = load_data(exp) if data is None else data; X, Y = _sharp_data(exp, data)
+    data = validate(exp) if data is None else data
+    out = Path(out); _claim(out, exp); X, Y = _sharp_data(exp, data)
     for t in (range(exp.trials) if trials is None else trials):
         x0, seed = _x0(exp, t), exp.seed + t
         d_sb = out/f'trial{t}-SB'
@@ -396,7 +545,8 @@ def trajectory(exp:Experiment, out:str|Path, quiet:bool=False,
                trials:list|None=None, regimes:list|None=None, data:Dataset|None=None # only these trials / regimes (None: all); data already loaded
               )->Path:
     "Figure 6 protocol: sharpness against training loss along the SB and LB trajectories."
-    out = Path(out); _claim(out, exp); data = load_data(exp) if data is None else data; X, Y = _sharp_data(exp, data)
+    data = validate(exp) if data is None else data
+    out = Path(out); _claim(out, exp); X, Y = _sharp_data(exp, data)
     for t in (range(exp.trials) if trials is None else trials):
         x0, seed = _x0(exp, t), exp.seed + t
         for regime in (('SB', 'LB') if regimes is None else regimes):
