@@ -12,6 +12,12 @@ curvlinops = pytest.importorskip('curvlinops')
 
 CHUNK = 20  # three chunks of the 60 samples: ours and curvlinops' batches are the same
 ORACLE = {'hessian': curvlinops.HessianLinearOperator, 'ggn': curvlinops.GGNLinearOperator, 'fisher': curvlinops.EFLinearOperator}
+VARIANTS = {'hessian': (Hessian, {}), 'ggn': (GGN, {}), 'fisher': (Fisher, {'method': 'vmap'}), 'fisher-jvp': (Fisher, {'method': 'jvp'})}
+
+def _op(kind, *args, **kw):
+    "The operator of `kind` ('fisher-jvp': the empirical Fisher by its other method)."
+    cls, extra = VARIANTS[kind]
+    return cls(*args, **extra, **kw)
 
 
 def _problem(task:str):
@@ -39,13 +45,13 @@ def _oracle(kind, model, X, Y, loss, params):
 
 
 @pytest.mark.parametrize('task', ['ce', 'mse'])
-@pytest.mark.parametrize('kind', list(OPERATORS))
+@pytest.mark.parametrize('kind', list(VARIANTS))
 @pytest.mark.parametrize('block', ['all', 'last layer'])
 def test_dense_matrix_equals_curvlinops(task, kind, block):
     model, X, Y, fn, loss = _problem(task)
     params = None if block == 'all' else '2'
-    op = OPERATORS[kind](model, (X, Y), chunk=CHUNK, loss_fn=fn, params=params)
-    ref = _oracle(kind, model, X, Y, loss, trainable_params(model, params))
+    op = _op(kind, model, (X, Y), chunk=CHUNK, loss_fn=fn, params=params)
+    ref = _oracle(kind.split('-')[0], model, X, Y, loss, trainable_params(model, params))
     assert op.n == ref.shape[0] == (sum(q.numel() for q in model.parameters()) if block == 'all' else sum(q.numel() for q in model[2].parameters()))
     ours = _dense(op)
     assert float((ours - ref).norm()/ref.norm()) < 1e-10, (kind, task, block)
@@ -108,10 +114,10 @@ def test_params_selection_and_its_errors():
     with pytest.raises(ValueError, match="'0' has no trainable parameters"): Fisher(frozen, (X, Y), params='0')
 
 
-@pytest.mark.parametrize('kind', ['ggn', 'fisher'])
+@pytest.mark.parametrize('kind', ['ggn', 'fisher', 'fisher-jvp'])
 def test_products_deterministic_kept_fresh_batched(kind):
     model, X, Y, fn, _ = _problem('ce')
-    op = OPERATORS[kind](model, (X, Y), chunk=CHUNK, retain=True)
+    op = _op(kind, model, (X, Y), chunk=CHUNK, retain=True)
     V = torch.randn(op.n, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     a = op.mm(V)
     assert not a.requires_grad and torch.equal(a, op.mm(V))                   # the same product twice: bit-identical
@@ -119,7 +125,7 @@ def test_products_deterministic_kept_fresh_batched(kind):
         assert float((a - b).norm()/a.norm()) < 1e-12
     assert op.products == 2 + 4*4 + 4                                           # the probe's two, then one per column
     with torch.no_grad(): model[0].weight.mul_(1.5)                             # new weights: the kept graphs are rebuilt
-    fresh = OPERATORS[kind](model, (X, Y), chunk=CHUNK, retain=False).mm(V)
+    fresh = _op(kind, model, (X, Y), chunk=CHUNK, retain=False).mm(V)
     assert float((op.mm(V) - fresh).norm()/fresh.norm()) < 1e-12 and float((fresh - a).norm()/a.norm()) > 1e-3
 
 
@@ -129,11 +135,11 @@ class _AlwaysDropout(nn.Module):
     def forward(self, x): return self.b(F.dropout(torch.tanh(self.a(x)), 0.5, training=True))
 
 
-@pytest.mark.parametrize('kind', ['ggn', 'fisher'])
+@pytest.mark.parametrize('kind', ['ggn', 'fisher', 'fisher-jvp'])
 def test_random_network_is_refused_by_the_probe(kind):
     X, Y = torch.randn(30, 5), torch.randint(0, 3, (30,))
-    with pytest.raises(ValueError, match=f'two identical {OPERATORS[kind].__name__}-vector products differ'):
-        OPERATORS[kind](_AlwaysDropout(), (X, Y), retain=False)
+    with pytest.raises(ValueError, match=f'two identical {VARIANTS[kind][0].__name__}-vector products differ'):
+        _op(kind, _AlwaysDropout(), (X, Y), retain=False)
 
 
 class _DictModel(nn.Module):
@@ -146,17 +152,17 @@ class _TupleModel(nn.Module):
     def forward(self, x): return self.net(x), x.sum()
 
 
-@pytest.mark.parametrize('kind', list(OPERATORS))
+@pytest.mark.parametrize('kind', list(VARIANTS))
 def test_dict_batches_and_tuple_outputs_go_through_the_contract(kind):
     model, X, Y, *_ = _problem('ce')
-    ref = _dense(OPERATORS[kind](model, (X, Y), chunk=CHUNK, params='2'))
+    ref = _dense(_op(kind, model, (X, Y), chunk=CHUNK, params='2'))
     scale = torch.full((60, 1), 2., dtype=torch.float64)
     dm = _DictModel(model)
     loader = torch.utils.data.DataLoader([{'features': X[i]/2, 'scale': scale[i], 'labels': Y[i]} for i in range(60)], batch_size=16)
     for data in (({'features': X/2, 'scale': scale}, Y), loader):
-        op = OPERATORS[kind](dm, data, chunk=CHUNK, params='net.2')
+        op = _op(kind, dm, data, chunk=CHUNK, params='net.2')
         assert float((_dense(op) - ref).norm()/ref.norm()) < 1e-12
-    op = OPERATORS[kind](_TupleModel(model), (X, Y), chunk=CHUNK, params=[model[2]])
+    op = _op(kind, _TupleModel(model), (X, Y), chunk=CHUNK, params=[model[2]])
     assert float((_dense(op) - ref).norm()/ref.norm()) < 1e-12
 
 
@@ -179,16 +185,40 @@ def test_low_precision_models_are_measured_in_float32_and_left_as_they_are():
     for a, b in zip(ls.layers, ref.layers): np.testing.assert_allclose(a['eigenvalues'], b['eigenvalues'], rtol=1e-5)
 
 
-def test_fisher_refuses_batch_statistics_and_ggn_takes_them():
-    X, Y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
-    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 3)).double()
-    with pytest.raises(ValueError, match=r'BatchNorm1d\) normalise each chunk with its own statistics.*use GGN'):
-        Fisher(net, (X, Y))
-    with pytest.raises(ValueError, match='per-sample gradients'): layer_spectra(net, (X, Y), kind='fisher')
-    G = GGN(net, (X, Y), chunk=20)
+def _per_term_fisher(model, X, Y, chunk):
+    "(1/N) Σ gᵢgᵢᵀ with gᵢ the gradient of sample i's loss term of f through its chunk's forward pass, one backward each."
+    model.eval(); gs = []
+    for c in range(0, len(X), chunk):
+        o = model(X[c:c+chunk])
+        for i in range(len(o)):
+            gs.append(torch.cat([t.reshape(-1) for t in torch.autograd.grad(
+                F.cross_entropy(o[i:i+1], Y[c+i:c+i+1], reduction='sum'), list(model.parameters()), retain_graph=True)]))
+    gs = torch.stack(gs)
+    return gs.T @ gs/len(X)
+
+
+def test_fisher_methods_agree_and_jvp_takes_batch_statistics():
+    model, X, Y, fn, loss = _problem('ce')
+    ref = _oracle('fisher', model, X, Y, loss, list(model.parameters()))
+    for method in ('vmap', 'jvp'):
+        for retain in (True, False):
+            op = Fisher(model, (X, Y), chunk=CHUNK, method=method, retain=retain, group=7)
+            assert op.method == method and float((_dense(op) - ref).norm()/ref.norm()) < 1e-10
+            assert float((op.mm(torch.eye(op.n, dtype=torch.float64), batched=True) - ref).norm()/ref.norm()) < 1e-10
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Tanh(), nn.Linear(4, 3)).double()
+    with pytest.raises(ValueError, match=r"method='vmap' needs each sample's loss on its own.*\(BatchNorm1d\).*use method='jvp'"):
+        Fisher(net, (X, Y), method='vmap')
+    op = Fisher(net, (X, Y), chunk=CHUNK)                                     # None: 'jvp' with chunk statistics
+    assert op.method == 'jvp' and "method='jvp'" in repr(op)
+    ref = _per_term_fisher(net, X, Y, CHUNK)
+    assert float((_dense(op) - ref).norm()/ref.norm()) < 1e-10
+    assert float((ref - _per_term_fisher(net, X, Y, 30)).norm()/ref.norm()) > 1e-3   # the chunks are part of the definition
+    ls = layer_spectra(net, (X, Y), kind='fisher', k=2, chunk=CHUNK, tol=1e-10)
+    np.testing.assert_allclose(ls.layers[0]['eigenvalues'], torch.linalg.eigvalsh(ref[:24, :24]).flip(0)[:2].numpy(), rtol=1e-7)
+    G = GGN(net, (X, Y), chunk=CHUNK)
     assert float(torch.linalg.eigvalsh(_dense(G)).min()) > -1e-12
     running = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).double()   # eval mode: running statistics
-    assert Fisher(running, (X, Y)).n == sum(q.numel() for q in running.parameters())
+    assert Fisher(running, (X, Y)).method == 'vmap'
 
 
 def test_layer_spectra_errors_before_any_work():
@@ -198,6 +228,7 @@ def test_layer_spectra_errors_before_any_work():
                     (dict(layers=['0', 'nope']), "'nope' names no parameter or module"), (dict(bn='off'), "bn='off' is unknown")):
         with pytest.raises(ValueError, match=msg): layer_spectra(model, (X, Y), **kw)
     with pytest.raises(ValueError, match='group=0 must be an integer >= 1'): Fisher(model, (X, Y), group=0)
+    with pytest.raises(ValueError, match="method='exact' is unknown; use one of \\['vmap', 'jvp'\\] or None"): Fisher(model, (X, Y), method='exact')
     with pytest.raises(ValueError, match=r'V has shape \(5, 2\); it must be n×k with n=15'): GGN(model, (X, Y), params='2').mm(torch.zeros(5, 2))
 
 
