@@ -221,6 +221,25 @@ def test_fisher_methods_agree_and_jvp_takes_batch_statistics():
     assert Fisher(running, (X, Y)).method == 'vmap'
 
 
+def test_ggn_with_batchnorm_in_batch_mode_equals_the_chunk_jacobian_formula():
+    "BatchNorm with chunk statistics (the paper's networks): G = (1/N) Σ_s J_sᵀ ∇²ℓ_s J_s with J_s the whole chunk's Jacobian."
+    X, Y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Tanh(), nn.Linear(4, 3)).double()
+    names = [k for k, _ in net.named_parameters()]; ps = [q.detach() for q in net.parameters()]
+    flat = torch.cat([q.reshape(-1) for q in ps])
+    def out(v, x): return torch.func.functional_call(net, dict(zip(names, (t.view_as(q) for t, q in zip(v.split([q.numel() for q in ps]), ps)))), (x,))
+    ref = 0
+    for c in range(0, 40, CHUNK):
+        x, y = X[c:c+CHUNK], Y[c:c+CHUNK]
+        J = torch.autograd.functional.jacobian(lambda v: out(v, x), flat).reshape(-1, len(flat))          # (b·C)×n
+        o = out(flat, x).detach()
+        Hl = torch.autograd.functional.hessian(lambda z: F.cross_entropy(z.view_as(o), y, reduction='sum'), o.reshape(-1))
+        ref = ref + J.T @ Hl @ J/40
+    for retain in (True, False):
+        assert float((_dense(GGN(net, (X, Y), chunk=CHUNK, retain=retain)) - ref).norm()/ref.norm()) < 1e-10
+
+
 def test_layer_spectra_errors_before_any_work():
     model, X, Y, *_ = _problem('ce')
     for kw, msg in ((dict(kind='kfac'), "kind='kfac' is unknown; use one of \\['hessian', 'ggn', 'fisher'\\]"),
