@@ -1,7 +1,8 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
 The modules are the tutorial's chapters (data → networks → training → hooks → sharpness → measure → curvature →
-landscape → presets → experiments → report → remedies → gap → cli); this file only gathers their public entry points.
+operators → landscape → presets → experiments → report → remedies → gap → cli); this file only gathers their public
+entry points.
 `lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with
 `from lbsharp.sharpness import ...` / `from lbsharp.landscape import ...`.
 """
@@ -15,6 +16,7 @@ from .hooks import REMEDIES, train_kwargs, noise_scale
 from .sharpness import Hessian, Sharpness, train_tensors
 from .measure import sharpness, hessian_spectrum, Spectrum
 from .curvature import spectral_density, hutchinson, hutchpp, SpectralDensity
+from .operators import GGN, Fisher, layer_spectra, LayerSpectra
 from .landscape import landscape, parametric, plot_line, plot_contour
 from .presets import Experiment, preset, PRESETS, REMEDY_PRESETS
 from .experiments import run, load_runs
@@ -22,5 +24,6 @@ from .report import report, table
 
 __all__ = ['load', 'Dataset', 'build', 'NETWORKS', 'train', 'init_model', 'evaluate', 'History', 'REMEDIES', 'train_kwargs',
            'noise_scale', 'Hessian', 'Sharpness', 'train_tensors', 'sharpness', 'hessian_spectrum', 'Spectrum',
-           'spectral_density', 'hutchinson', 'hutchpp', 'SpectralDensity', 'landscape', 'parametric', 'plot_line',
-           'plot_contour', 'Experiment', 'preset', 'PRESETS', 'REMEDY_PRESETS', 'run', 'load_runs', 'report', 'table']
+           'spectral_density', 'hutchinson', 'hutchpp', 'SpectralDensity', 'GGN', 'Fisher', 'layer_spectra', 'LayerSpectra',
+           'landscape', 'parametric', 'plot_line', 'plot_contour', 'Experiment', 'preset', 'PRESETS', 'REMEDY_PRESETS', 'run',
+           'load_runs', 'report', 'table']

@@ -559,11 +559,33 @@ def data_form(data)->str:  # recorded with every measurement
     return '(X, Y) tensors'
 
 # %% ../nbs/03_sharpness.ipynb #617786fe
-def trainable_params(model:nn.Module)->list:  # parameters with requires_grad, in `parameters()` order
-    "The parameters that make up x: all trainable ones (weights, biases, BatchNorm affine)."
+def trainable_params(model:nn.Module,  # the network
+                     params=None         # None: all; else a name (a parameter's or a module's), a module, a parameter, or a list of them
+                    )->list:             # parameters with requires_grad, in `parameters()` order
+    "The parameters that make up x: all trainable ones (weights, biases, BatchNorm affine), or those of the chosen names/modules."
     ps = [p for p in model.parameters() if p.requires_grad]
     if not ps: raise ValueError("the model has no trainable parameters (requires_grad=True): there is no x to measure")
-    return ps
+    if params is None: return ps
+    items = list(params) if isinstance(params, (list, tuple)) else [params]
+    if not items: raise ValueError("params=[] selects nothing: give parameter or module names (e.g. params=['0']), modules, or None for all")
+    named, mods, chosen = dict(model.named_parameters()), dict(model.named_modules()), set()
+    for it in items:
+        if isinstance(it, str):
+            if it not in named and it not in mods:
+                have = [k for k, m in mods.items() if k and any(True for _ in m.parameters(recurse=False))]
+                raise ValueError(f"params: {it!r} names no parameter or module of the model; its layers with parameters are {have} "
+                                 f"(a parameter is named like {next(iter(named))!r})")
+            got, what = ([named[it]] if it in named else list(mods[it].parameters())), repr(it)
+        elif isinstance(it, nn.Module):
+            if not any(it is m for m in mods.values()): raise ValueError(f"params: the {type(it).__name__} given is not a module of the model; pass one of its own submodules")
+            got, what = list(it.parameters()), f"the {type(it).__name__}"
+        elif isinstance(it, Tensor):
+            if not any(it is q for q in named.values()): raise ValueError(f"params: the tensor of shape {tuple(it.shape)} given is not a parameter of the model")
+            got, what = [it], f"the parameter of shape {tuple(it.shape)}"
+        else: raise TypeError(f"params: {it!r} ({type(it).__name__}) is not a name, a module or a parameter of the model")
+        if not any(q.requires_grad for q in got): raise ValueError(f"params: {what} has no trainable parameters (requires_grad=False)")
+        chosen.update(id(q) for q in got)
+    return [p for p in ps if id(p) in chosen]
 
 def train_tensors(data,                 # (X, Y) tensors (X may be a dict of named inputs), an lbsharp `Dataset` (train split), a torch Dataset or a DataLoader (any order)
                   model:nn.Module,      # the model (device and dtype follow it)
@@ -696,13 +718,15 @@ class Hessian:
                  loss_fn=F.cross_entropy,  # loss with a `reduction` argument: 'sum' is the sum of per-sample losses (checked)
                  probe:bool=True,          # check at once that the network is deterministic in eval mode
                  retain:bool|None=None,    # keep every chunk's gradient graph (faster products, more memory); None: if one chunk
-                 output_fn:Callable|None=None): # the model's output -> logits (None: `logits_of`)
+                 output_fn:Callable|None=None, # the model's output -> logits (None: `logits_of`)
+                 params=None):             # restrict to these parameters: names, modules or parameters (see `trainable_params`; None: all)
         if any(q.dtype in LOW_PRECISION for q in model.parameters()):
-            raise ValueError(f"the model is {model_dtype(model)}: its Hessian-vector products would be rounding noise. "
+            name = type(self).__name__
+            raise ValueError(f"the model is {model_dtype(model)}: its {name}-vector products would be rounding noise. "
                              "lbs.hessian_spectrum measures it in float32 for you; for the operator itself, build it on a "
-                             "float32 copy: Hessian(copy.deepcopy(model).float(), data)")
+                             f"float32 copy: {name}(copy.deepcopy(model).float(), data)")
         self.chunk, self.loss_fn = chunk, loss_fn
-        self.params = trainable_params(model)
+        self.params = trainable_params(model, params)
         self.X, self.Y = train_tensors(data, model, subset)
         self.model, self.Y = check_batch(model, self.X, self.Y, loss_fn, chunk, output_fn)
         self.model = MathAttention(self.model)   # products differentiate twice: attention on the math kernel
@@ -753,7 +777,7 @@ def probe(self:Hessian,
     a, b = self.mv(v, fresh=True), self.mv(v)
     d = float((a - b).norm()/a.norm().clamp_min(1e-30))
     if d > rtol:
-        raise ValueError(f"two identical Hessian-vector products differ by {d:.2g} (relative): the network is not "
+        raise ValueError(f"two identical {type(self).__name__}-vector products differ by {d:.2g} (relative): the network is not "
                          "deterministic in evaluation mode (dropout forced on? BatchNorm forced into training mode? "
                          "noise or augmentation inside forward?); make eval mode deterministic, then measure")
     self._first = (seed, self._weights_id(), b)   # `eigenvalues(seed=seed)` starts here and reuses the product
