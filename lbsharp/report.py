@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 from .experiments import Experiment, PAPER, load_runs, read_json, exp_from_dict
+from .networks import NetTable
 from .landscape import plot_line
 
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'summarize', 'run_seconds', 'pm', 'stops_text',
            'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'plot_warmstart',
-           'plot_trajectory', 'rule_text', 'report', 'headline', 'verdict']
+           'plot_trajectory', 'rule_text', 'report', 'headline', 'headline_table', 'verdict']
 
 # %% ../nbs/05a_reproduction.ipynb #10d0589f
 def _ms(v)->tuple:
@@ -90,7 +91,8 @@ def _cols(exp, which):
 def table(exp:Experiment,  # the experiment
           runs:list,       # its runs (`load_runs`)
           which:int=2,     # 2: accuracy, 3: full-space sharpness, 4: random-subspace sharpness
-          fmt:str='md'     # 'md' (markdown) or 'csv'
+          fmt:str='md',    # 'md' (markdown) or 'csv'
+          where:bool=True  # the columns saying where φ was measured (Table 2 has them; False drops them from 3 and 4)
          )->str:
     "The paper's Table `which` for these runs, one row per regime with where φ was measured, and the paper's row alongside."
     if which not in TABLES: raise ValueError(f"which={which!r}: the paper's tables are 2 (accuracy), 3 (full space) and 4 (subspace)")
@@ -107,6 +109,7 @@ def table(exp:Experiment,  # the experiment
         rows += [[f"{exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]} (paper)", r, '5']
                  + [pm(get(k, r), spec, sd, unit) for _, k in cols] + ['–']*len(WHERE) for r in ('SB', 'LB')]
     head = ['network', 'regime', 'trials'] + [c for c, _ in cols] + WHERE
+    if not where: head, rows = head[:-len(WHERE)], [r[:-len(WHERE)] for r in rows]
     if fmt == 'csv':
         buf = io.StringIO(); w = csv.writer(buf); w.writerow(head); w.writerows(rows); return buf.getvalue()
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
@@ -128,7 +131,7 @@ def plot_accuracy(exp:Experiment, runs:list, trial:int=0, ax:plt.Axes|None=None)
         ep = [l['epoch'] for l in log]
         ax.plot(ep, [100*l['train_acc'] for l in log], color=c, label=f"{r['regime']} train")
         ax.plot(ep, [100*l['test_acc'] for l in log], color=c, ls='--', label=f"{r['regime']} test")
-    ax.set_xlabel('epoch'); ax.set_ylabel('accuracy (%)'); ax.legend(fontsize=7)
+    ax.set_xlabel('epoch'); ax.set_ylabel('accuracy (%)'); ax.legend(fontsize=8)
     ax.set_title(f"Figure 2 analogue: {_label(exp)}, trial {trial}", fontsize=9)
     return ax.figure
 
@@ -136,13 +139,16 @@ def plot_sharpness_bars(exp:Experiment, runs:list, ax:plt.Axes|None=None)->plt.F
     "Headline: test accuracy and sharpness (each ε, both spaces) per regime, mean ± std over trials."
     s = summarize(exp, runs); regs = list(s)
     keys = [k for k in s[regs[0]] if isinstance(k, tuple)]
-    if ax is None: _, axs = plt.subplots(1, 1 + len(keys), figsize=(2.2*(1 + len(keys)), 3))
+    n = 1 + len(keys); nc = min(n, 3); nr = -(-n//nc)                   # at most three panels a row
+    if ax is None:
+        fig, axs = plt.subplots(nr, nc, figsize=(2.45*nc, 2.5*nr + .3), squeeze=False); axs = axs.ravel()
+        for a in axs[n:]: fig.delaxes(a)
     else: axs = np.atleast_1d(ax)
     for a, k, title in zip(axs, ['test_acc'] + keys, ['test accuracy (%)'] + [f'φ {sp}, ε={e:g}' for sp, e in keys]):
         m = [s[r][k][0] for r in regs]; e = [s[r][k][1] for r in regs]
         a.bar(regs, m, yerr=e, color=[COLORS.get(r, 'gray') for r in regs], capsize=4)
         if k == 'test_acc': a.set_ylim(min(m) - 3*max(max(e), .5), max(m) + 3*max(max(e), .5))
-        a.set_title(title, fontsize=8); a.tick_params(labelsize=7)
+        a.set_title(title, fontsize=9); a.tick_params(labelsize=9)
     axs[0].figure.suptitle(f"SB vs LB: {_label(exp)} ({s[regs[0]]['test_acc'][2]} trials, mean ± std)", fontsize=9)
     axs[0].figure.tight_layout()
     return axs[0].figure
@@ -283,6 +289,27 @@ def headline(exp, runs)->str:
     if capped: lines.append(f"{CAP} {' and '.join(capped)} hit the {exp.max_epochs}-epoch cap: φ there is measured at an iterate "
                             f"that was still improving, not where the stopping rule would have stopped.")
     return '\n'.join(lines)
+
+def headline_table(*outs:str|Path # results directories of SB/LB experiments
+                  )->NetTable:     # one row per measurement: SB / LB and LB's change of each, the paper's alongside
+    "The paper's two questions as one table: test accuracy and every φ of SB and LB per experiment, with the paper's row for its network."
+    cols, keys = {}, []
+    for out in outs:
+        exp, runs = load_runs(out); s = summarize(exp, runs)
+        if not {'SB', 'LB'} <= set(s): raise ValueError(f"{out} has no SB and LB regimes to compare (regimes: {list(s)})")
+        sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
+        name = f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} ({min(sb['n'], lb['n'])} trials)"
+        for k in ['test_acc'] + [k for k in sb if isinstance(k, tuple) and k in lb]:
+            if k not in keys: keys.append(k)
+            acc = k == 'test_acc'
+            cols.setdefault(f'{name}: SB / LB', {})[k] = (f"{sb[k][0]:.2f} / {lb[k][0]:.2f}" if acc else f"{sb[k][0]:.3g} / {lb[k][0]:.3g}")
+            cols.setdefault(f'{name}: LB', {})[k] = (f"{lb[k][0] - sb[k][0]:+.2f} points" if acc else f"{lb[k][0]/sb[k][0]:.3g}×")
+            if P:
+                p = P['test_acc'] if acc else P[k[0]].get(k[1])
+                ref = f"paper {exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]}: LB"
+                cols.setdefault(ref, {})[k] = '–' if not p else (f"{p['LB'][0] - p['SB'][0]:+.2f} points" if acc else f"{p['LB'][0]/p['SB'][0]:.3g}×")
+    lab = lambda k: 'test accuracy (%)' if k == 'test_acc' else f"φ {k[0]}, ε = {k[1]:g}"
+    return NetTable({'measure': lab(k), **{c: v.get(k, '–') for c, v in cols.items()}} for k in keys)
 
 def verdict(exp, runs)->str:
     "One paragraph in plain words: what agrees with the paper's claims for these runs, and what does not."
