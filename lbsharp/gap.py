@@ -507,14 +507,13 @@ def _pair_claims(results:Path, name:str)->list:
     for key, sp in (('sharp_full', 'full'), ('sharp_sub', 'subspace')):
         if (sp, e) in sb and (sp, e) in lb:
             a, b = lb[sp, e], sb[sp, e]
-            out.append(_claim(key, data, _above(a, b), f"φ(ε={e:g}) LB {pm(a)}, SB {pm(b)}: {a[0]/b[0]:.1f}×"))
+            out.append(_claim(key, data, _above(a, b), f"LB/SB = {a[0]/b[0]:.1f}× (φ at ε = {e:g}: {a[0]:.3g} vs {b[0]:.3g})"))
     f = results/name/'trial0-linear.json'
     if f.exists():
         r = read_json(f, 'landscape')['result']; x, y = np.asarray(r['x']), np.asarray(r['train']['loss'])
         at = lambda a: float(np.interp(a, x, y))
         up_lb, up_sb = at(1.25) - at(1.), at(-.25) - at(0.)
-        out.append(_claim('parametric', data, up_lb > up_sb, f"training loss rises {up_lb:.2g} from LB to α = 1.25, "
-                          f"{up_sb:.2g} from SB to α = −0.25 (trial 0)"))
+        out.append(_claim('parametric', data, up_lb > up_sb, f"loss rises {up_lb:.2g} a quarter past LB, {up_sb:.2g} a quarter before SB"))
     return out
 
 def claims(results:str|Path='results' # folder holding the committed results directories
@@ -528,14 +527,13 @@ def claims(results:str|Path='results' # folder holding the committed results dir
         size = {r['regime']: r['history']['config']['batch_size'] for r in runs}; regs = sorted(s, key=size.get)
         B = [size[g] for g in regs]; acc = [s[g]['test_acc'][0] for g in regs]; phi = [s[g][('full', exp.eps[0])][0] for g in regs]
         ta, tp = kendalltau(B, acc).statistic, kendalltau(B, phi).statistic
-        t.append(_claim('sweep', 'MNIST-1D', ta < 0 and tp > 0, f"batch {B[0]} → {B[-1]}: test accuracy {acc[0]:.1f}% → {acc[-1]:.1f}%, "
-                        f"φ {phi[0]:.2g} → {phi[-1]:.2g} (Kendall τ with the batch: accuracy {ta:+.2f}, φ {tp:+.2f})"))
+        t.append(_claim('sweep', 'MNIST-1D', ta < 0 and tp > 0, f"batch {B[0]} → {B[-1]}: test accuracy {acc[0]:.1f} → {acc[-1]:.1f}%, φ {phi[0]:.2g} → {phi[-1]:.2g}"))
     ws = sorted((read_json(f, 'warmstart') for f in (R/'quick-warmstart').glob('trial0-warm*/result.json')), key=lambda r: r['warm_epoch'])
     if ws:
         a, b = ws[0], ws[-1]; pa, pb = a['sharpness'][0]['phi'], b['sharpness'][0]['phi']
         t.append(_claim('warm', 'MNIST-1D', pb < pa and b['final']['test_acc'] > a['final']['test_acc'],
-                        f"LB after {a['warm_epoch']} SB epochs: {100*a['final']['test_acc']:.1f}% at φ {pa:.2g}; "
-                        f"after {b['warm_epoch']}: {100*b['final']['test_acc']:.1f}% at φ {pb:.2g}"))
+                        f"after {a['warm_epoch']} SB epochs {100*a['final']['test_acc']:.1f}% at φ {pa:.2g}; "
+                        f"after {b['warm_epoch']}, {100*b['final']['test_acc']:.1f}% at φ {pb:.2g}"))
     rem = collect_runs(R, 'mnist1d', patterns=('remedy-*',))
     if rem:
         S = {s['label']: s for s in gap_summary(rem)}; ok, ev = True, []
@@ -544,15 +542,17 @@ def claims(results:str|Path='results' # folder holding the committed results dir
             if lab not in S: continue
             d, r_ = S[lab]['test_acc'][0] - S['LB']['test_acc'][0], S[lab]['phi_full'][0]/ref['phi_full'][0]
             ok &= d > 0 and r_ > 1
-            ev.append(f"{arm}: {d:+.1f} points over LB, φ {r_:.1f}× {'SB+' + arm if ref is not S['SB'] else 'SB'}'s")
+            ev.append(f"{arm} {d:+.1f} points, φ {r_:.1f}× {'SB+' + arm if ref is not S['SB'] else 'SB'}'s")
         if ev: t.append(_claim('remedies', 'MNIST-1D', ok, '; '.join(ev)))
     for ds, name in DATASETS.items():
         rs = collect_runs(R, ds)
         if not rs: continue
+        n = load_runs(gap_dirs(R, ds)[0])[0].n_train                     # the gap runs may use a subset
+        data = PAIRS['fmnist-F1' if ds == 'fmnist' else 'quick'] + (f', {n//1000}k samples' if n else '')
         k = kendall([r['phi_full'] for r in rs], [r['gap_acc'] for r in rs])
         lb_ = [r for r in link_breakers(rs) if r['measure'] == MEASURES['phi_full'][0]]
         fw = sorted({r['run'] for r in lb_ if r['verdict'].startswith('flat')}); sg = sorted({r['run'] for r in lb_ if r['verdict'].startswith('sharp')})
-        t.append(_claim('open', name.split(',')[0], None, f"φ full against the accuracy gap over {k['n']} runs: τ = {k['tau']:+.2f} "
-                        f"[{k['lo']:+.2f}, {k['hi']:+.2f}]; flat but worse: {', '.join(fw) or 'none'}; sharp but as good: {', '.join(sg) or 'none'}",
+        t.append(_claim('open', data, None, f"τ(φ full, accuracy gap) = {k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}], {k['n']} runs; "
+                        f"flat but worse: {', '.join(fw) or 'none'}; sharp but as good: {', '.join(sg) or 'none'}",
                         verdict='open'))
     return t
