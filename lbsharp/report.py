@@ -10,12 +10,15 @@ import numpy as np
 import matplotlib.pyplot as plt
 from .experiments import Experiment, PAPER, load_runs, read_json, exp_from_dict
 from .networks import NetTable
+from .training import _stop_reason
+from .presets import preset
 from .landscape import plot_line
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'summarize', 'run_seconds', 'pm', 'stops_text',
-           'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'plot_warmstart',
-           'plot_trajectory', 'rule_text', 'report', 'headline', 'headline_table', 'verdict']
+__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'STOP_MARKS', 'summarize', 'run_seconds', 'pm',
+           'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep',
+           'plot_warmstart', 'rule_stops', 'plot_trajectory', 'rule_text', 'report', 'headline', 'headline_table',
+           'verdict']
 
 # %% ../nbs/05a_reproduction.ipynb #10d0589f
 def _ms(v)->tuple:
@@ -196,18 +199,51 @@ def plot_warmstart(out:str|Path, trial:int=0)->plt.Figure:
     a.set_title(f"Figure 5 analogue: {_label(exp)}", fontsize=9)
     return fig
 
-def plot_trajectory(out:str|Path, trial:int=0, ax:plt.Axes|None=None)->plt.Figure:
-    "Figure 6: sharpness against training cross-entropy along the SB and LB trajectories."
+def rule_stops(losses:list,              # training loss per epoch, from x0 (epoch 0) on: a History's `train_loss`
+               exp:Experiment,           # the run's experiment: its own rule is the 'target' rule
+               plateau:Experiment|None=None, # whose plateau rule (patience, min_delta, no target); None: the `paper-F1` preset's
+               epochs:int=100            # the fixed budget
+              )->dict:                   # rule -> the epoch it stops at, None if not within the recorded epochs
+    "Where each of three stopping rules would stop a run, from its loss history, by the training engine's own `_stop_reason`."
+    p = preset('paper-F1') if plateau is None else plateau
+    rules = {'target': (exp.epochs, exp.patience, exp.min_delta, exp.max_epochs, exp.target),
+             'plateau': (None, p.patience, p.min_delta, p.max_epochs, None),
+             f'{epochs} epochs': (epochs, p.patience, p.min_delta, p.max_epochs, None)}
+    return {k: next((e for e in range(1, len(losses)) if _stop_reason(list(losses[:e+1]), e, *v) is not None), None) for k, v in rules.items()}
+
+STOP_MARKS = {'target': 'o', 'plateau': 's', '100 epochs': '^'}   # marker of each rule's stop in `plot_trajectory`
+
+def plot_trajectory(out:str|Path,  # a trajectory experiment's results directory
+                    trial:int=0,    # which trial
+                    ax:plt.Axes|None=None,
+                    stops:bool=True # mark where the target rule, the paper-F1 plateau rule and 100 epochs would stop
+                   )->plt.Figure:
+    "Figure 6: sharpness against training cross-entropy along the SB and LB trajectories, with where each stopping rule stops."
     out = Path(out); exp = exp_from_dict(read_json(out/'experiment.json', 'experiment')['experiment'])
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3.4))
+    if ax is None: _, ax = plt.subplots(figsize=(6.2, 4.2))
+    notes = []
     for regime in ('SB', 'LB'):
         f = out/f'trial{trial}-{regime}'/'trajectory.json'
         if not f.exists(): raise FileNotFoundError(f"{f} not found; run a trajectory experiment first")
         pts = read_json(f, 'trajectory')['points']
         ax.plot([p['train_loss'] for p in pts], [p['phi'] for p in pts], '-o', ms=3, color=COLORS[regime], label=regime)
+        if not stops: continue
+        log = read_json(out/f'trial{trial}-{regime}'/'result.json', 'run')['history']['log']
+        for rule, e in rule_stops([l['train_loss'] for l in log], exp).items():
+            if e is None:
+                n = log[-1]['epoch']
+                notes.append(f"{regime}: {rule} not reached (the history ends at epoch {n})" if rule.endswith('epochs') else
+                             f"{regime}: the {rule} rule does not stop within the {n} recorded epochs")
+                continue
+            p = max((p for p in pts if p['epoch'] <= e), key=lambda p: p['epoch'])   # the last φ measured by then
+            ax.plot(p['train_loss'], p['phi'], STOP_MARKS.get(rule, 'D'), ms=11, mfc='none', mew=1.6, color=COLORS[regime],
+                    label=f"{regime}: {rule} rule, epoch {e}")
     ax.set_xscale('log'); ax.set_yscale('log'); ax.invert_xaxis()
-    ax.set_xlabel('training cross-entropy (decreasing →)'); ax.set_ylabel(f'sharpness (full, ε={exp.eps[0]:g})'); ax.legend()
+    ax.set_xlabel('training cross-entropy (decreasing →)'); ax.set_ylabel(f'sharpness φ (full, ε={exp.eps[0]:g})')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(f"Figure 6 analogue: {_label(exp)}", fontsize=9)
+    if notes: ax.text(0, -.2, '\n'.join(notes), transform=ax.transAxes, va='top', fontsize=8)
+    ax.figure.tight_layout()
     return ax.figure
 
 # %% ../nbs/05a_reproduction.ipynb #c1a88382
