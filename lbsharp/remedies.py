@@ -198,7 +198,11 @@ def plot_remedies(res:dict,           # result of `load_remedies`
     "Test accuracy against ε-sharpness (and λmax) for every remedy and both baselines, mean ± std over trials."
     summ = summarize_remedies(res)
     spaces = [sp for sp in spaces if any(np.isfinite(s[sp][0]) for s in summ)]
-    if axs is None: fig, axs = plt.subplots(1, len(spaces), figsize=(5*len(spaces), 4.4), sharey=True)
+    spare = None
+    if axs is None:                                   # two panels a row, wide enough for the remedies' labels
+        nc = min(2, len(spaces)); nr = -(-len(spaces)//nc)
+        fig, axs = plt.subplots(nr, nc, figsize=(3.9*nc, 3.5*nr + .3), sharey=True, squeeze=False); axs = axs.ravel()
+        spare = axs[len(spaces)] if len(axs) > len(spaces) else None; axs = axs[:len(spaces)]
     axs = np.atleast_1d(axs); fig = axs[0].figure
     pal = [c for i, c in enumerate(plt.get_cmap('tab20').colors) if i not in (0, 1, 6, 7)]  # no baseline blue/red
     cols = {}
@@ -212,17 +216,18 @@ def plot_remedies(res:dict,           # result of `load_remedies`
             ax.errorbar(s[sp][0], s['test_acc'][0], xerr=s[sp][1], yerr=s['test_acc'][1], fmt='s' if base else ('o' if s['regime'] == 'LB' else 'D'),
                         ms=9 if base else 6, color=col, label=lab, capsize=2, mec='k' if base else col)
             if sp == spaces[0]: ax.annotate(lab.replace(' (LB)', ''), (s[sp][0], s['test_acc'][0]), xytext=(4, 3),
-                                            textcoords='offset points', fontsize=6.5, color='k' if base else col)
+                                            textcoords='offset points', fontsize=8, color='k' if base else col)
         ax.set_xscale('log'); ax.set_xlabel(_XLABEL[sp] + (f" (p={res['meta']['p']})" if sp == 'subspace' else ''))
         ax.xaxis.set_major_locator(plt.LogLocator(subs=(1., 2., 5.))); ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.grid(alpha=.3)
+        ax.grid(alpha=.3); ax.tick_params(labelsize=9)
     axs[0].set_ylabel('test accuracy (%)')
     m = res['meta']
     axs[0].set_title(f"{m['network']} on MNIST-1D, SB {m['sb']} vs LB {m['lb']}, {m['trials']} trials, ε={m['eps']:g}", fontsize=9)
-    fig.tight_layout()
     h, l = axs[0].get_legend_handles_labels()
-    fig.legend(h, l, fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    if spare is not None: spare.axis('off'); spare.legend(h, l, fontsize=8, loc='center', ncol=2, frameon=False)
+    else: fig.legend(h, l, fontsize=8, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/06_remedies.ipynb #80957593
@@ -249,7 +254,7 @@ def perf_measurements(res:dict,           # result of `load_remedies` (its basel
 def plot_perf(perf:dict)->plt.Figure:
     "Appendix C's idealised model (left) and the measured iteration and time ratios to reach an accuracy (right)."
     Bs, Bl = perf['sb'], perf['lb']
-    fig, axs = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, axs = plt.subplots(2, 1, figsize=(6.6, 8))            # stacked: each panel at the page's width
     ax = axs[0]; f = np.linspace(0.05, 1, 200)
     for r, ls in ((Bs/Bl, '-'), (0.1, '--'), (0.02, ':')):
         ax.plot(f, [iteration_threshold(r, 1, x) for x in f], ls, color='k', label=f"threshold, B_s/B_l = {r:.2g}")
@@ -260,7 +265,7 @@ def plot_perf(perf:dict)->plt.Figure:
     ax.axvline(fs, color='tab:blue', ls='-.', lw=1, label=f'measured f_s({P} threads) = {fs:.2f} (f_l = {fl:.2f})')
     ax.set(xlabel='SB parallel efficiency f_s(P)', ylabel='iteration ratio I_l / I_s', yscale='log', ylim=(0.01, 20),
            title='Appendix C: LB faster iff I_l/I_s < B_s / (f_s(P) B_l)')
-    ax.legend(fontsize=7)
+    ax.title.set_fontsize(10); ax.legend(fontsize=8)
     ax = axs[1]; T = 100*np.asarray(perf['targets'])
     def ratio(k):
         s, l = perf['time_to_accuracy']['SB'], perf['time_to_accuracy']['LB']
@@ -275,6 +280,6 @@ def plot_perf(perf:dict)->plt.Figure:
     ax.axhline(1, color='gray', lw=.8, ls=':')
     ax.set(xlabel='target test accuracy (%)', ylabel='LB / SB', yscale='log',
            title=f'measured here: SB {Bs} vs LB {Bl}, mean ± std over trials')
-    ax.legend(fontsize=7)
+    ax.title.set_fontsize(10); ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
