@@ -180,7 +180,7 @@ def plot_batch_sweep(exp:Experiment, runs:list, eps:float|None=None, ax:plt.Axes
     a2 = ax.twinx()
     a2.errorbar(B, [s[r][('full', eps)][0] for r in regs], [s[r][('full', eps)][1] for r in regs], color='r', marker='s')
     a2.set_ylabel(f'sharpness φ (full, ε={eps:g})', color='r'); a2.set_yscale('log')
-    ax.set_title(f"Figure 4 analogue: {_label(exp)}, {exp.epochs} epochs", fontsize=9)
+    ax.set_title(f"Figure 4 analogue: {_label(exp)}, " + (f"{exp.epochs} epochs" if exp.epochs else "each stopped by the common rule"), fontsize=9)
     return ax.figure
 
 # %% ../nbs/05a_reproduction.ipynb #2afc9617
