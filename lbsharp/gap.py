@@ -63,8 +63,8 @@ _GET = {'phi_full': lambda r, eps: _phi(r, 'full', eps),
         'trace':    lambda r, eps: _num(_extra(r, 'trace')),
         'adaptive': _adaptive}
 
-def measure(r:dict,     # one run of the store (a `result.json`)
-            key:str,    # a key of `MEASURES`
+def measure(r:dict,     # one run of the store (a result.json)
+            key:str,    # a key of MEASURES
             eps:float   # the ε of the φ measures (the experiment's first)
            )->float:    # NaN where the run does not have it
     "The measure `key` of run `r`: every measure is read from the store here and nowhere else."
@@ -79,8 +79,8 @@ def arm_name(name:str)->str:
 def _arm_order(arm:str)->tuple: return (ARMS.index(arm) if arm in ARMS else len(ARMS) - 1, arm)
 
 def gap_dirs(results:str|Path='results',  # folder holding the results directories
-             ds:str='mnist1d',            # data set key (`DATASETS`)
-             patterns:tuple|None=None     # globs of directory names (None: `gap-<ds>-*`)
+             ds:str='mnist1d',            # data set key (DATASETS)
+             patterns:tuple|None=None     # globs of directory names (None: gap-<ds>-*)
             )->list:                      # results directories, 'none' first, the sweep last
     "The results directories of one data set's arms."
     pats = (f'gap-{ds}-*',) if patterns is None else ((patterns,) if isinstance(patterns, str) else patterns)
@@ -92,7 +92,7 @@ def _batch(r:dict)->int:
     return int(b if b is not None else r['batch'])
 
 def collect_runs(results:str|Path='results', # folder holding the results directories
-                 ds:str='mnist1d',           # data set key: reads `gap-<ds>-*`
+                 ds:str='mnist1d',           # data set key: reads gap-<ds>-*
                  patterns:tuple|None=None    # other globs of directory names instead, e.g. ('remedy-*', 'quick-sweep')
                 )->list:                     # one dict per run
     "Every run of one data set's arms as a row: arm, label, batch, accuracies, gaps, every measure, updates, stop, time."
@@ -185,11 +185,11 @@ def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
         t.append(row)
     return t
 
-def tau_results(rows:list, **kw)->dict: # {(measure, gap): `kendall` result}
+def tau_results(rows:list, **kw)->dict: # {(measure, gap): kendall result}
     "Kendall τ with its bootstrap interval of every measure against every gap, over all runs in `rows`."
     return {(m, g): kendall([r[m] for r in rows], [r[g] for r in rows], **kw) for m in MEASURES for g in GAPS}
 
-def tau_table(taus:dict)->NetTable: # from `tau_results`: rows = measures, columns = gaps
+def tau_table(taus:dict)->NetTable: # from tau_results: rows = measures, columns = gaps
     "τ [95 % bootstrap interval] (n runs) of each measure against each gap; 'not measured' below three runs."
     t = NetTable()
     for m in MEASURES:
@@ -207,10 +207,10 @@ def _pooled(a:np.ndarray, b:np.ndarray)->float:
     v = [np.var(x, ddof=1) for x in (a, b) if len(x) > 1]
     return float(np.sqrt(np.mean(v))) if v else 0.
 
-def _col(rows:list, lab:str, c:str)->np.ndarray: # the finite values of column `c` over the runs labelled `lab`
+def _col(rows:list, lab:str, c:str)->np.ndarray: # the finite values of column c over the runs labelled lab
     return np.array([r[c] for r in rows if r['label'] == lab and np.isfinite(r[c])], float)
 
-def link_breakers(rows:list,      # from `collect_runs`
+def link_breakers(rows:list,      # from collect_runs
                   k:float=2.,     # "clearly" and "separate" mean more than k seed spreads
                   notes:bool=False # also list the (measure, gap) pairs whose baselines do not separate
                  )->NetTable:     # one row per (configuration, measure, gap) that breaks the link
@@ -258,7 +258,7 @@ def accuracy_gap(rows:list, k:float=2.)->dict: # SB's and LB's mean test accurac
     if not (len(sa) and len(la)): return {}
     return dict(sb=sa.mean(), lb=la.mean(), sigma=_pooled(sa, la), n=min(len(sa), len(la)), k=k, separate=not _at_sb(la, sa, k, -1))
 
-def answers(rows:list,  # from `collect_runs`
+def answers(rows:list,  # from collect_runs
             k:float=2.  # "within k pooled seed spreads"
            )->NetTable: # one row per intervention on LB: accuracy against SB's and LB's, φ against theirs
     "Does each intervention bring LB's test accuracy to SB's, and its full-space φ to SB's level?"
@@ -293,11 +293,11 @@ def _styles(labels:list)->dict: # label -> (colour, marker): baselines blue/red 
             out[l] = (pal[j % len(pal)], 'D' if l.startswith('SB') else 'o^vP'[(j//len(pal)) % 4]); j += 1
     return out
 
-def plot_gap(rows:list,           # from `collect_runs`
+def plot_gap(rows:list,           # from collect_runs
              title:str='',        # figure title
-             taus:dict|None=None, # from `tau_results` (None: computed here)
+             taus:dict|None=None, # from tau_results (None: computed here)
              note:str='',         # a line under the title, e.g. the missing arms
-             gaps:tuple|None=None,# keys of `GAPS` to plot (None: all), one block of panels each
+             gaps:tuple|None=None,# keys of GAPS to plot (None: all), one block of panels each
              ncols:int=3          # panels per row (at most 3 stay legible at a page's width)
             )->plt.Figure:
     "Each gap against each measured sharpness measure, one point per run, τ with its interval in each panel's title."
@@ -343,11 +343,11 @@ def _message(text:str)->plt.Figure:
     return fig
 
 def gap_figure(results:str|Path='results', # folder holding the results directories
-               ds:str='mnist1d',           # data set key (`DATASETS`)
-               patterns:tuple|None=None,   # other globs of directory names (None: `gap-<ds>-*`)
+               ds:str='mnist1d',           # data set key (DATASETS)
+               patterns:tuple|None=None,   # other globs of directory names (None: gap-<ds>-*)
                expected:tuple|None=ARMS,   # arms to report as missing (None: do not)
                title:str|None=None,        # figure title (None: the data set's)
-               gaps:tuple|None=None        # keys of `GAPS` to plot (None: all)
+               gaps:tuple|None=None        # keys of GAPS to plot (None: all)
               )->plt.Figure:
     "`plot_gap` of one data set's runs, naming missing arms and measures; a one-line figure saying so if nothing was run."
     rows = collect_runs(results, ds, patterns)
@@ -360,9 +360,9 @@ def gap_figure(results:str|Path='results', # folder holding the results director
     return plot_gap(rows, f"{DATASETS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note, gaps=gaps)
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
-def gap_reading(rows:list,            # from `collect_runs`
+def gap_reading(rows:list,            # from collect_runs
                 name:str,             # what the runs are, e.g. 'MNIST-1D'
-                taus:dict|None=None,  # from `tau_results` (None: computed here)
+                taus:dict|None=None,  # from tau_results (None: computed here)
                 expected:tuple|None=ARMS # arms to name as not yet run (None: do not)
                )->str:                # Markdown
     "The reading of one data set's runs: baselines, which measure tracks the gap, which arms break the link."
@@ -435,14 +435,14 @@ def gap_reading(rows:list,            # from `collect_runs`
     return t
 
 # %% ../nbs/06a_gap.ipynb #b7e1a303
-def pick(t:NetTable, *keys:str)->NetTable: # the same rows with only the columns `keys`, in that order
+def pick(t:NetTable, *keys:str)->NetTable: # the same rows with only the columns keys, in that order
     "A narrower table: the columns of `t` a reader compares, so that the page does not overflow."
     bad = [k for k in keys if t and k not in t[0]]
     if bad: raise KeyError(f"no column {bad[0]!r}: the table has {list(t[0])}")
     return NetTable({k: r[k] for k in keys} for r in t)
 
-def gap_verdict(rows:dict,           # {data set key: rows from `collect_runs`}
-                taus:dict|None=None  # {data set key: `tau_results`} (None: computed here)
+def gap_verdict(rows:dict,           # {data set key: rows from collect_runs}
+                taus:dict|None=None  # {data set key: tau_results} (None: computed here)
                )->str:               # Markdown, one bullet per data set
     "The verdict of each data set: the 'against the paper's claim' line of `gap_reading` (and its 'no accuracy gap' line)."
     out = []
@@ -455,8 +455,8 @@ def gap_verdict(rows:dict,           # {data set key: rows from `collect_runs`}
         out.append(f"- **{name}.** " + ' '.join(keep))
     return '\n'.join(out)
 
-def gap_headline(rows:dict,           # {data set key: rows from `collect_runs`}
-                 taus:dict|None=None  # {data set key: `tau_results`} (None: computed here)
+def gap_headline(rows:dict,           # {data set key: rows from collect_runs}
+                 taus:dict|None=None  # {data set key: tau_results} (None: computed here)
                 )->NetTable:          # one row per data set
     "The numbers behind the verdict, one row per data set: the baselines, φ full against the gap, the arms that break the link."
     t = NetTable()

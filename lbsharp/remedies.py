@@ -67,7 +67,7 @@ def step_seconds(model:nn.Module,  # network (trained in place for a few steps; 
     finally: torch.set_num_threads(old)
     return float(np.median(ts))
 
-def time_to_accuracy(log:list,       # a History's `log` (or dicts with epoch, updates, seconds, test_acc)
+def time_to_accuracy(log:list,       # a History's log (or dicts with epoch, updates, seconds, test_acc)
                      target:float    # test accuracy to reach, in [0, 1]
                     )->dict|None:    # updates, seconds and epoch when first reached (None: never)
     "Updates and cumulative training seconds until the test accuracy first reaches `target`."
@@ -93,7 +93,7 @@ def _row(exp, r:dict)->dict:
     row.update(r.get('extras') or {})
     return row
 
-def load_remedies(results:str|Path|list # a folder holding `remedy-*` results directories, or a list of such directories
+def load_remedies(results:str|Path|list # a folder holding remedy-* results directories, or a list of such directories
                  )->dict:               # {'meta': protocol of the baselines, 'rows': one dict per (remedy, regime, trial)}
     "The remedy experiments' runs from the one results store, each baseline run once."
     dirs = sorted(Path(results).glob('remedy-*')) if isinstance(results, (str, Path)) else [Path(d) for d in results]
@@ -169,7 +169,7 @@ def remedy_table(summary:list)->NetTable: # rows that display as a Markdown tabl
     return t
 
 # %% ../nbs/06_remedies.ipynb #e69e1a4c
-def sharpness_correlation(res:dict,                  # result of `load_remedies`
+def sharpness_correlation(res:dict,                  # result of load_remedies
                           exclude:tuple=()           # remedies to leave out (e.g. ('augment',))
                          )->NetTable:                # one row per quantity
     "Spearman rank correlation of test accuracy with sharpness, λmax and B_simple, over configurations and runs."
@@ -191,8 +191,8 @@ def sharpness_correlation(res:dict,                  # result of `load_remedies`
 _XLABEL = {'full': 'ε-sharpness φ, full space', 'subspace': 'ε-sharpness φ, random subspace',
            'lam_max': 'largest Hessian eigenvalue λmax', 'B_simple': 'gradient noise scale B_simple at the end'}
 
-def plot_remedies(res:dict,           # result of `load_remedies`
-                  spaces=('full', 'subspace', 'lam_max'), # x-axis quantities, one panel each (see `_XLABEL`)
+def plot_remedies(res:dict,           # result of load_remedies
+                  spaces=('full', 'subspace', 'lam_max'), # x-axis quantities, one panel each (see _XLABEL)
                   axs:list|None=None # axes to draw in, one per quantity (None: a new figure)
                  )->plt.Figure:
     "Test accuracy against ε-sharpness (and λmax) for every remedy and both baselines, mean ± std over trials."
@@ -231,7 +231,7 @@ def plot_remedies(res:dict,           # result of `load_remedies`
     return fig
 
 # %% ../nbs/06_remedies.ipynb #80957593
-def perf_measurements(res:dict,           # result of `load_remedies` (its baseline runs' logs are used)
+def perf_measurements(res:dict,           # result of load_remedies (its baseline runs' logs are used)
                       data,               # the same data (for the timings)
                       threads=(1, 2),     # thread counts to time
                       targets:list|None=None,       # test-accuracy targets (default: 40 % to the LB runs' best, in 1 % steps)

@@ -66,7 +66,7 @@ PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
 CAP = '⚠'  # marks a regime whose runs hit the epoch cap
 
-def pm(m,                 # (mean, std, n) from `summarize`, a paper (mean, std), or None
+def pm(m,                 # (mean, std, n) from summarize, a paper (mean, std), or None
        spec:str='.3g',    # format of the mean
        sd:str='.2g',      # format of the std
        unit:str=''        # appended to both, e.g. '%'
@@ -92,7 +92,7 @@ def _cols(exp, which):
     return [(f'φ ε={e:g}', (TABLES[which], e)) for e in exp.eps]
 
 def table(exp:Experiment,  # the experiment
-          runs:list,       # its runs (`load_runs`)
+          runs:list,       # its runs (load_runs)
           which:int=2,     # 2: accuracy, 3: full-space sharpness, 4: random-subspace sharpness
           fmt:str='md',    # 'md' (markdown) or 'csv'
           where:bool=True  # the columns saying where φ was measured (Table 2 has them; False drops them from 3 and 4)
@@ -199,12 +199,12 @@ def plot_warmstart(out:str|Path, trial:int=0)->plt.Figure:
     a.set_title(f"Figure 5 analogue: {_label(exp)}", fontsize=9)
     return fig
 
-def rule_stops(losses:list,              # training loss per epoch, from x0 (epoch 0) on: a History's `train_loss`
+def rule_stops(losses:list,              # training loss per epoch, from x0 (epoch 0) on: a History's train_loss
                exp:Experiment,           # the run's experiment: its own rule is the 'target' rule
-               plateau:Experiment|None=None, # whose plateau rule (patience, min_delta, no target); None: the `paper-F1` preset's
+               plateau:Experiment|None=None, # whose plateau rule (patience, min_delta, no target); None: the paper-F1 preset's
                epochs:int=100            # the fixed budget
               )->dict:                   # rule -> the epoch it stops at, None if not within the recorded epochs
-    "Where each of three stopping rules would stop a run, from its loss history, by the training engine's own `_stop_reason`."
+    "Where each of three stopping rules would stop a run, from its loss history, by the training engine's own stopping rule."
     p = preset('paper-F1') if plateau is None else plateau
     rules = {'target': (exp.epochs, exp.patience, exp.min_delta, exp.max_epochs, exp.target),
              'plateau': (None, p.patience, p.min_delta, p.max_epochs, None),
@@ -255,7 +255,7 @@ def rule_text(exp:Experiment)->str:
             f'cap {exp.max_epochs} epochs')
 
 def report(out:str|Path,          # a results directory
-           dest:str|Path|None=None # where to write report.md, tables and figures (default: `out`)
+           dest:str|Path|None=None # where to write report.md, tables and figures (default: out)
           )->Path:                # the report.md written
     "Aggregate a results directory into the paper's tables (markdown + CSV) and figures (PNG)."
     out = Path(out); dest = Path(dest or out); (dest/'figures').mkdir(parents=True, exist_ok=True)
