@@ -8,6 +8,8 @@ Usage: OMP_NUM_THREADS=1 MKL_CBWR=AVX2,STRICT ATEN_CPU_CAPABILITY=avx2 ONEDNN_MA
   (the cell records them with `environment()`);
 - runs the cells above the slow cell (skipping the other slow cells) with IN_TEST set, so their demos are
   small, then the slow cell itself with IN_TEST unset, in the notebook's folder (it writes `results/...`);
+- sets LBSHARP_REGENERATE=1: a slow cell does its work only under that switch (Run All without it reads the
+  committed results);
 - prints the slow cell's output and its wall and CPU seconds; the notebook file is not modified.
 """
 import os, sys, re, time
@@ -38,6 +40,7 @@ def main(fn, cell_id):
             k.cell(c)
             if k.exc: raise k.exc
         del os.environ['IN_TEST']; k.run('IN_TEST = None')
+        os.environ['LBSHARP_REGENERATE'] = '1'
         t0, c0 = time.perf_counter(), time.process_time()
         k.cell(target, verbose=True)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

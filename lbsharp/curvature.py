@@ -26,8 +26,8 @@ def _batched_rows(g:Tensor, params:list, Vt:Tensor)->Tensor:  # k×n: the rows (
 @patch
 def mm(self:Hessian,
        V:Tensor,              # n×k block of vectors (a flat vector is taken as n×1)
-       fresh:bool=False,      # rebuild the gradient graphs instead of using the kept ones (`retain`)
-       batched:bool|None=None # one `vmap`-batched backward per chunk; False: k backwards; None: batched off the CPU
+       fresh:bool=False,      # rebuild the gradient graphs instead of using the kept ones (retain)
+       batched:bool|None=None # one vmap-batched backward per chunk; False: k backwards; None: batched off the CPU
       )->Tensor:              # H @ V, n×k (or n for a flat V)
     "H @ V: k Hessian-vector products in one pass over the data, sharing each chunk's forward and gradient graph."
     one = V.ndim == 1
@@ -84,10 +84,10 @@ def rademacher(n:int,      # length
     return v.to(dev, dt)
 
 # %% ../nbs/03b_curvature.ipynb #cb887448
-def lanczos(op,                 # operator with `n` and `mm` (a `Hessian`, a `Matrix`)
+def lanczos(op,                 # operator with n and mm (a Hessian, a Matrix)
             V0:Tensor,          # n×k starting vectors (normalised here), on the operator's device
             steps:int,          # Lanczos steps m: products per run
-            block:int|None=None,# at most this many vectors per `mm` call (None: all k)
+            block:int|None=None,# at most this many vectors per mm call (None: all k)
             tol:float=1e-9,     # breakdown threshold on β, relative to max|α|
             quiet:bool=False    # no progress bar
            )->tuple:            # (alpha k×m, beta k×m, lengths k): run i uses alpha[i,:l], beta[i,:l-1]
@@ -147,11 +147,11 @@ def _quadrature(al, be, lens):
     return nodes, weights
 
 # %% ../nbs/03b_curvature.ipynb #1d204ff0
-def spectral_density(op,                  # operator with `n` and `mm` (e.g. `Hessian(model, data)`)
+def spectral_density(op,                  # operator with n and mm (e.g. Hessian(model, data))
                      steps:int=90,        # Lanczos steps per vector (PyHessian: 100; Ghorbani et al.: 90)
                      vectors:int=10,      # starting vectors k (PyHessian's n_v: 1)
                      seed:int=0,          # seed of the starting vectors
-                     block:int|None=None, # vectors per `mm` call (None: a whole group)
+                     block:int|None=None, # vectors per mm call (None: a whole group)
                      max_gb:float=2.,     # memory for the Lanczos bases; vectors are run in groups that fit
                      quiet:bool=False     # no progress bar
                     )->SpectralDensity:
@@ -209,7 +209,7 @@ def plot(self:SpectralDensity,
          points:int=2000,         # grid points
          label:str|None=None,     # legend label
          floor:float=1e-8,        # smallest density drawn (the log scale needs a floor)
-         **kw                     # passed to `ax.semilogy`
+         **kw                     # passed to ax.semilogy
         ):
     "Draw the smoothed density on a log scale, as in Ghorbani et al. (2019) and PyHessian."
     import matplotlib.pyplot as plt
@@ -249,10 +249,10 @@ class TraceEstimate:
     def std(self)->float: return float(np.std(self.samples, ddof=1))  # per-probe standard deviation of the stochastic part
     def to_dict(self)->dict: return {f.name: getattr(self, f.name) for f in fields(self)}
 
-def hutchinson(op,                # operator with `n` and `mm`
+def hutchinson(op,                # operator with n and mm
                products:int=100,  # Rademacher probes (one product each)
                seed:int=0,        # seed of the probes
-               block:int=10       # probes per `mm` call
+               block:int=10       # probes per mm call
               )->TraceEstimate:
     "Hutchinson's estimate of tr(op) with its standard error."
     if products < 2: raise ValueError(f"products={products} must be >= 2 to give a standard error")
@@ -262,10 +262,10 @@ def hutchinson(op,                # operator with `n` and `mm`
     return TraceEstimate(float(t.mean()), float(t.std(ddof=1)/math.sqrt(products)), products, 'hutchinson',
                          time.perf_counter() - t0, samples=t.tolist())
 
-def hutchpp(op,                 # operator with `n` and `mm`
+def hutchpp(op,                 # operator with n and mm
             products:int=99,    # total products: a third sketch, a third exact part, the rest remainder probes
             seed:int=0,         # seed of the sketch and the probes
-            block:int=10,       # vectors per `mm` call
+            block:int=10,       # vectors per mm call
             sketch:int|None=None# columns of the sketch (None: products // 3)
            )->TraceEstimate:
     "Hutch++ estimate of tr(op): exact trace on a sketched top subspace plus Hutchinson on the rest."

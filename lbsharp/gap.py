@@ -10,13 +10,14 @@ import numpy as np
 import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from .networks import NetTable
-from .experiments import load_runs
-from .report import _ms, pm, CAP, run_seconds
+from .experiments import load_runs, read_json
+from .report import _ms, pm, CAP, run_seconds, summarize
 
 # %% auto #0
-__all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'FAMILIES', 'measure', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms',
-           'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap',
-           'answers', 'plot_gap', 'gap_figure', 'gap_reading']
+__all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'measure', 'arm_name', 'gap_dirs',
+           'collect_runs', 'missing_arms', 'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table',
+           'link_breakers', 'accuracy_gap', 'answers', 'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict',
+           'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
@@ -62,8 +63,8 @@ _GET = {'phi_full': lambda r, eps: _phi(r, 'full', eps),
         'trace':    lambda r, eps: _num(_extra(r, 'trace')),
         'adaptive': _adaptive}
 
-def measure(r:dict,     # one run of the store (a `result.json`)
-            key:str,    # a key of `MEASURES`
+def measure(r:dict,     # one run of the store (a result.json)
+            key:str,    # a key of MEASURES
             eps:float   # the ε of the φ measures (the experiment's first)
            )->float:    # NaN where the run does not have it
     "The measure `key` of run `r`: every measure is read from the store here and nowhere else."
@@ -78,8 +79,8 @@ def arm_name(name:str)->str:
 def _arm_order(arm:str)->tuple: return (ARMS.index(arm) if arm in ARMS else len(ARMS) - 1, arm)
 
 def gap_dirs(results:str|Path='results',  # folder holding the results directories
-             ds:str='mnist1d',            # data set key (`DATASETS`)
-             patterns:tuple|None=None     # globs of directory names (None: `gap-<ds>-*`)
+             ds:str='mnist1d',            # data set key (DATASETS)
+             patterns:tuple|None=None     # globs of directory names (None: gap-<ds>-*)
             )->list:                      # results directories, 'none' first, the sweep last
     "The results directories of one data set's arms."
     pats = (f'gap-{ds}-*',) if patterns is None else ((patterns,) if isinstance(patterns, str) else patterns)
@@ -91,7 +92,7 @@ def _batch(r:dict)->int:
     return int(b if b is not None else r['batch'])
 
 def collect_runs(results:str|Path='results', # folder holding the results directories
-                 ds:str='mnist1d',           # data set key: reads `gap-<ds>-*`
+                 ds:str='mnist1d',           # data set key: reads gap-<ds>-*
                  patterns:tuple|None=None    # other globs of directory names instead, e.g. ('remedy-*', 'quick-sweep')
                 )->list:                     # one dict per run
     "Every run of one data set's arms as a row: arm, label, batch, accuracies, gaps, every measure, updates, stop, time."
@@ -184,11 +185,11 @@ def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
         t.append(row)
     return t
 
-def tau_results(rows:list, **kw)->dict: # {(measure, gap): `kendall` result}
+def tau_results(rows:list, **kw)->dict: # {(measure, gap): kendall result}
     "Kendall τ with its bootstrap interval of every measure against every gap, over all runs in `rows`."
     return {(m, g): kendall([r[m] for r in rows], [r[g] for r in rows], **kw) for m in MEASURES for g in GAPS}
 
-def tau_table(taus:dict)->NetTable: # from `tau_results`: rows = measures, columns = gaps
+def tau_table(taus:dict)->NetTable: # from tau_results: rows = measures, columns = gaps
     "τ [95 % bootstrap interval] (n runs) of each measure against each gap; 'not measured' below three runs."
     t = NetTable()
     for m in MEASURES:
@@ -206,10 +207,10 @@ def _pooled(a:np.ndarray, b:np.ndarray)->float:
     v = [np.var(x, ddof=1) for x in (a, b) if len(x) > 1]
     return float(np.sqrt(np.mean(v))) if v else 0.
 
-def _col(rows:list, lab:str, c:str)->np.ndarray: # the finite values of column `c` over the runs labelled `lab`
+def _col(rows:list, lab:str, c:str)->np.ndarray: # the finite values of column c over the runs labelled lab
     return np.array([r[c] for r in rows if r['label'] == lab and np.isfinite(r[c])], float)
 
-def link_breakers(rows:list,      # from `collect_runs`
+def link_breakers(rows:list,      # from collect_runs
                   k:float=2.,     # "clearly" and "separate" mean more than k seed spreads
                   notes:bool=False # also list the (measure, gap) pairs whose baselines do not separate
                  )->NetTable:     # one row per (configuration, measure, gap) that breaks the link
@@ -257,7 +258,7 @@ def accuracy_gap(rows:list, k:float=2.)->dict: # SB's and LB's mean test accurac
     if not (len(sa) and len(la)): return {}
     return dict(sb=sa.mean(), lb=la.mean(), sigma=_pooled(sa, la), n=min(len(sa), len(la)), k=k, separate=not _at_sb(la, sa, k, -1))
 
-def answers(rows:list,  # from `collect_runs`
+def answers(rows:list,  # from collect_runs
             k:float=2.  # "within k pooled seed spreads"
            )->NetTable: # one row per intervention on LB: accuracy against SB's and LB's, φ against theirs
     "Does each intervention bring LB's test accuracy to SB's, and its full-space φ to SB's level?"
@@ -292,22 +293,28 @@ def _styles(labels:list)->dict: # label -> (colour, marker): baselines blue/red 
             out[l] = (pal[j % len(pal)], 'D' if l.startswith('SB') else 'o^vP'[(j//len(pal)) % 4]); j += 1
     return out
 
-def plot_gap(rows:list,           # from `collect_runs`
+def plot_gap(rows:list,           # from collect_runs
              title:str='',        # figure title
-             taus:dict|None=None, # from `tau_results` (None: computed here)
-             note:str=''          # a line under the title, e.g. the missing arms
+             taus:dict|None=None, # from tau_results (None: computed here)
+             note:str='',         # a line under the title, e.g. the missing arms
+             gaps:tuple|None=None,# keys of GAPS to plot (None: all), one block of panels each
+             ncols:int=3          # panels per row (at most 3 stay legible at a page's width)
             )->plt.Figure:
     "Each gap against each measured sharpness measure, one point per run, τ with its interval in each panel's title."
     ms = [m for m in MEASURES if any(np.isfinite(r[m]) for r in rows)]
+    gs = list(GAPS if gaps is None else gaps)
+    bad = [g for g in gs if g not in GAPS]
+    if bad: raise ValueError(f"unknown gap {bad[0]!r}: use one of {list(GAPS)}")
     taus = tau_results(rows) if taus is None else taus
-    fig, axs = plt.subplots(len(GAPS), len(ms), figsize=(3.3*len(ms) + 1.6, 2.9*len(GAPS) + .5), squeeze=False)
+    nc = max(1, min(ncols, len(ms))); per = math.ceil(len(ms)/nc)           # rows of panels per gap
+    fig, axs = plt.subplots(per*len(gs), nc, figsize=(2.3*nc + .4, 2.2*per*len(gs) + 1.2), squeeze=False)
     labels = [s['label'] for s in gap_summary(rows)]; sty = _styles(labels)
     bmax = max([r['batch'] for r in rows if r['arm'] == 'sweep'] or [1])
     for j, m in enumerate(ms):
         x = np.array([r[m] for r in rows], float); pos = x[np.isfinite(x) & (x > 0)]
         log = len(pos) == np.isfinite(x).sum() and len(pos) > 1 and pos.max()/pos.min() > 10
-        for i, g in enumerate(GAPS):
-            ax = axs[i, j]
+        for i, g in enumerate(gs):
+            ax = axs[i*per + j//nc, j % nc]
             for lab in labels:
                 rs = [r for r in rows if r['label'] == lab and np.isfinite(r[m])]
                 if not rs: continue
@@ -320,13 +327,15 @@ def plot_gap(rows:list,           # from `collect_runs`
             if log: ax.set_xscale('log')
             k = taus[m, g]
             ax.set_title(f"τ = {k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}], n={k['n']}" if np.isfinite(k['tau']) else 'τ: too few runs', fontsize=8)
-            ax.grid(alpha=.3); ax.tick_params(labelsize=7)
-            if i == len(GAPS) - 1: ax.set_xlabel(MEASURES[m][0], fontsize=9)
-            if j == 0: ax.set_ylabel(GAPS[g][0], fontsize=9)
+            ax.grid(alpha=.3); ax.tick_params(labelsize=9)
+            ax.set_xlabel(MEASURES[m][0], fontsize=9)
+            if j % nc == 0: ax.set_ylabel(GAPS[g][0], fontsize=9)
+    for i in range(len(gs)):                                               # the empty slots of a short last row
+        for j in range(len(ms), per*nc): fig.delaxes(axs[i*per + j//nc, j % nc])
     h, l = axs[0, 0].get_legend_handles_labels()
-    fig.legend(h, l, fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    fig.legend(h, l, fontsize=8, loc='lower center', ncol=min(4, max(1, len(l))), bbox_to_anchor=(0.5, 0), frameon=False)
     fig.suptitle(title + (f"\n{note}" if note else ''), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, .06 + .012*math.ceil(len(l)/4), 1, 1))
     return fig
 
 def _message(text:str)->plt.Figure:
@@ -334,10 +343,11 @@ def _message(text:str)->plt.Figure:
     return fig
 
 def gap_figure(results:str|Path='results', # folder holding the results directories
-               ds:str='mnist1d',           # data set key (`DATASETS`)
-               patterns:tuple|None=None,   # other globs of directory names (None: `gap-<ds>-*`)
+               ds:str='mnist1d',           # data set key (DATASETS)
+               patterns:tuple|None=None,   # other globs of directory names (None: gap-<ds>-*)
                expected:tuple|None=ARMS,   # arms to report as missing (None: do not)
-               title:str|None=None         # figure title (None: the data set's)
+               title:str|None=None,        # figure title (None: the data set's)
+               gaps:tuple|None=None        # keys of GAPS to plot (None: all)
               )->plt.Figure:
     "`plot_gap` of one data set's runs, naming missing arms and measures; a one-line figure saying so if nothing was run."
     rows = collect_runs(results, ds, patterns)
@@ -347,12 +357,12 @@ def gap_figure(results:str|Path='results', # folder holding the results director
     unmeasured = [MEASURES[m][0] for m in MEASURES if not any(np.isfinite(r[m]) for r in rows)]
     note = '; '.join(x for x in ((f"arms not yet run: {', '.join(miss)}" if miss else ''),
                                  (f"not measured: {', '.join(unmeasured)}" if unmeasured else '')) if x)
-    return plot_gap(rows, f"{DATASETS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note)
+    return plot_gap(rows, f"{DATASETS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note, gaps=gaps)
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
-def gap_reading(rows:list,            # from `collect_runs`
+def gap_reading(rows:list,            # from collect_runs
                 name:str,             # what the runs are, e.g. 'MNIST-1D'
-                taus:dict|None=None,  # from `tau_results` (None: computed here)
+                taus:dict|None=None,  # from tau_results (None: computed here)
                 expected:tuple|None=ARMS # arms to name as not yet run (None: do not)
                )->str:                # Markdown
     "The reading of one data set's runs: baselines, which measure tracks the gap, which arms break the link."
@@ -422,4 +432,127 @@ def gap_reading(rows:list,            # from `collect_runs`
               + (f" flatness did not bring SB's gap ({'; '.join(fw)}: not sufficient)" if fw else '')
               + (" and" if fw and sg else '')
               + (f" a sharp run generalized as well ({'; '.join(sg)}: not necessary)" if sg else '') + ".\n")
+    return t
+
+# %% ../nbs/06a_gap.ipynb #b7e1a303
+def pick(t:NetTable, *keys:str)->NetTable: # the same rows with only the columns keys, in that order
+    "A narrower table: the columns of `t` a reader compares, so that the page does not overflow."
+    bad = [k for k in keys if t and k not in t[0]]
+    if bad: raise KeyError(f"no column {bad[0]!r}: the table has {list(t[0])}")
+    return NetTable({k: r[k] for k in keys} for r in t)
+
+def gap_verdict(rows:dict,           # {data set key: rows from collect_runs}
+                taus:dict|None=None  # {data set key: tau_results} (None: computed here)
+               )->str:               # Markdown, one bullet per data set
+    "The verdict of each data set: the 'against the paper's claim' line of `gap_reading` (and its 'no accuracy gap' line)."
+    out = []
+    for ds, rs in rows.items():
+        name = DATASETS.get(ds, ds)
+        if not rs: out.append(f"- **{name}:** not yet run."); continue
+        lines = gap_reading(rs, name, (taus or {}).get(ds), expected=None).splitlines()
+        keep = [l[2:].replace("**Against the paper's claim.** ", '') for l in lines
+                if l.startswith(("- **No accuracy gap to close.**", "- **Against the paper's claim.**"))]
+        out.append(f"- **{name}.** " + ' '.join(keep))
+    return '\n'.join(out)
+
+def gap_headline(rows:dict,           # {data set key: rows from collect_runs}
+                 taus:dict|None=None  # {data set key: tau_results} (None: computed here)
+                )->NetTable:          # one row per data set
+    "The numbers behind the verdict, one row per data set: the baselines, φ full against the gap, the arms that break the link."
+    t = NetTable()
+    for ds, rs in rows.items():
+        if not rs: continue
+        tu = (taus or {}).get(ds) or tau_results(rs)
+        S = {s['label']: s for s in gap_summary(rs)}; sb, lb = S['SB'], S['LB']
+        k = tu['phi_full', 'gap_acc']; g = accuracy_gap(rs)
+        pos = [m for m in MEASURES if np.isfinite(tu[m, 'gap_acc']['tau']) and tu[m, 'gap_acc']['lo'] > 0]
+        best = max(pos, key=lambda m: tu[m, 'gap_acc']['tau']) if pos else None
+        brk = list(dict.fromkeys(r['run'] for r in link_breakers(rs)))
+        t.append({'data set': DATASETS.get(ds, ds), 'runs': len(rs),
+                  'test acc % SB / LB': f"{sb['test_acc'][0]:.1f} / {lb['test_acc'][0]:.1f}" + ('' if g.get('separate') else ' (no gap)'),
+                  'φ full LB ÷ SB': f"{lb['phi_full'][0]/sb['phi_full'][0]:.1f}×",
+                  'τ(φ full, gap acc)': f"{k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}]" if np.isfinite(k['tau']) else 'not measured',
+                  'tracks it best': f"{MEASURES[best][0]} ({tu[best, 'gap_acc']['tau']:+.2f})" if best else 'none',
+                  'arms that break the link': ', '.join(brk) or 'none'})
+    return t
+
+# %% ../nbs/06a_gap.ipynb #b7e1a305
+CLAIMS = {   # the paper's claims in its order: key -> (claim, where ours is)
+    'lb_worse':   ("LB generalizes worse (Table 2)", "[Table 2](reproduction.html)"),
+    'sharp_full': ("LB minima are sharper, full space (Table 3)", "[Table 3](reproduction.html)"),
+    'sharp_sub':  ("LB minima are sharper, random subspace (Table 4)", "[Table 4](reproduction.html)"),
+    'parametric': ("The loss is flat around SB and steep just past LB (Figure 3)", "[Figure 3](reproduction.html)"),
+    'sweep':      ("Past a batch size, accuracy falls and sharpness rises (Figure 4)", "[batch size](batch_size.html)"),
+    'warm':       ("LB warm-started after enough SB epochs finds flat, good minima (Figure 5)", "[warm starts](warmstart.html)"),
+    'remedies':   ("Augmentation, conservative and adversarial training help LB but leave it sharp (App. E)", "[remedies](remedies.html)"),
+    'open':       ("Open question: does sharpness explain the gap?", "[gap](gap.html)"),
+}
+PAIRS = {'quick': 'MNIST-1D', 'fmnist-F1': 'Fashion-MNIST (F1)'}   # the committed SB/LB experiments the claims are read on
+
+def _above(a:tuple, b:tuple, k:float=2.)->bool:
+    "Is mean `a` above mean `b` by more than `k` pooled seed spreads? ((mean, std, n) each; one seed: strictly above)"
+    v = [m[1]**2 for m in (a, b) if m[2] > 1]
+    return a[0] - b[0] > k*(math.sqrt(sum(v)/len(v)) if v else 0.)
+
+def _claim(key, data, agrees, evidence, verdict=None):
+    return {'claim': CLAIMS[key][0], 'ours': CLAIMS[key][1], 'data set': data,
+            'verdict': verdict or ('agrees' if agrees else 'differs'), 'evidence': evidence}
+
+def _pair_claims(results:Path, name:str)->list:
+    exp, runs = load_runs(results/name); s = summarize(exp, runs); sb, lb, e = s['SB'], s['LB'], exp.eps[0]
+    data, out = PAIRS.get(name, name), []
+    n = min(sb['n'], lb['n'])
+    out.append(_claim('lb_worse', data, _above(sb['test_acc'], lb['test_acc']),
+                      f"test accuracy SB {pm(sb['test_acc'], '.1f', '.1f')}%, LB {pm(lb['test_acc'], '.1f', '.1f')}% ({n} trials)"))
+    for key, sp in (('sharp_full', 'full'), ('sharp_sub', 'subspace')):
+        if (sp, e) in sb and (sp, e) in lb:
+            a, b = lb[sp, e], sb[sp, e]
+            out.append(_claim(key, data, _above(a, b), f"LB/SB = {a[0]/b[0]:.1f}× (φ at ε = {e:g}: {a[0]:.3g} vs {b[0]:.3g})"))
+    f = results/name/'trial0-linear.json'
+    if f.exists():
+        r = read_json(f, 'landscape')['result']; x, y = np.asarray(r['x']), np.asarray(r['train']['loss'])
+        at = lambda a: float(np.interp(a, x, y))
+        up_lb, up_sb = at(1.25) - at(1.), at(-.25) - at(0.)
+        out.append(_claim('parametric', data, up_lb > up_sb, f"loss rises {up_lb:.2g} a quarter past LB, {up_sb:.2g} a quarter before SB"))
+    return out
+
+def claims(results:str|Path='results' # folder holding the committed results directories
+          )->NetTable:                # one row per (claim, data set): our figure or table, the verdict, the numbers behind it
+    "The paper's claims, each with our figure or table, the data set, and a verdict (agrees / differs / open) read from the results."
+    R = Path(results); t = NetTable()
+    pairs = [c for n in PAIRS if (R/n/'experiment.json').exists() for c in _pair_claims(R, n)]
+    for key in ('lb_worse', 'sharp_full', 'sharp_sub', 'parametric'): t += [c for c in pairs if c['claim'] == CLAIMS[key][0]]
+    if (R/'quick-sweep'/'experiment.json').exists():
+        exp, runs = load_runs(R/'quick-sweep'); s = summarize(exp, runs)
+        size = {r['regime']: r['history']['config']['batch_size'] for r in runs}; regs = sorted(s, key=size.get)
+        B = [size[g] for g in regs]; acc = [s[g]['test_acc'][0] for g in regs]; phi = [s[g][('full', exp.eps[0])][0] for g in regs]
+        ta, tp = kendalltau(B, acc).statistic, kendalltau(B, phi).statistic
+        t.append(_claim('sweep', 'MNIST-1D', ta < 0 and tp > 0, f"batch {B[0]} → {B[-1]}: test accuracy {acc[0]:.1f} → {acc[-1]:.1f}%, φ {phi[0]:.2g} → {phi[-1]:.2g}"))
+    ws = sorted((read_json(f, 'warmstart') for f in (R/'quick-warmstart').glob('trial0-warm*/result.json')), key=lambda r: r['warm_epoch'])
+    if ws:
+        a, b = ws[0], ws[-1]; pa, pb = a['sharpness'][0]['phi'], b['sharpness'][0]['phi']
+        t.append(_claim('warm', 'MNIST-1D', pb < pa and b['final']['test_acc'] > a['final']['test_acc'],
+                        f"after {a['warm_epoch']} SB epochs {100*a['final']['test_acc']:.1f}% at φ {pa:.2g}; "
+                        f"after {b['warm_epoch']}, {100*b['final']['test_acc']:.1f}% at φ {pb:.2g}"))
+    rem = collect_runs(R, 'mnist1d', patterns=('remedy-*',))
+    if rem:
+        S = {s['label']: s for s in gap_summary(rem)}; ok, ev = True, []
+        for arm in ('augment', 'conservative', 'adversarial'):
+            lab = f'LB+{arm}'; ref = S.get(f'SB+{arm}', S['SB'])
+            if lab not in S: continue
+            d, r_ = S[lab]['test_acc'][0] - S['LB']['test_acc'][0], S[lab]['phi_full'][0]/ref['phi_full'][0]
+            ok &= d > 0 and r_ > 1
+            ev.append(f"{arm} {d:+.1f} points, φ {r_:.1f}× {'SB+' + arm if ref is not S['SB'] else 'SB'}'s")
+        if ev: t.append(_claim('remedies', 'MNIST-1D', ok, '; '.join(ev)))
+    for ds, name in DATASETS.items():
+        rs = collect_runs(R, ds)
+        if not rs: continue
+        n = load_runs(gap_dirs(R, ds)[0])[0].n_train                     # the gap runs may use a subset
+        data = PAIRS['fmnist-F1' if ds == 'fmnist' else 'quick'] + (f', {n//1000}k samples' if n else '')
+        k = kendall([r['phi_full'] for r in rs], [r['gap_acc'] for r in rs])
+        lb_ = [r for r in link_breakers(rs) if r['measure'] == MEASURES['phi_full'][0]]
+        fw = sorted({r['run'] for r in lb_ if r['verdict'].startswith('flat')}); sg = sorted({r['run'] for r in lb_ if r['verdict'].startswith('sharp')})
+        t.append(_claim('open', data, None, f"τ(φ full, accuracy gap) = {k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}], {k['n']} runs; "
+                        f"flat but worse: {', '.join(fw) or 'none'}; sharp but as good: {', '.join(sg) or 'none'}",
+                        verdict='open'))
     return t

@@ -67,7 +67,7 @@ def step_seconds(model:nn.Module,  # network (trained in place for a few steps; 
     finally: torch.set_num_threads(old)
     return float(np.median(ts))
 
-def time_to_accuracy(log:list,       # a History's `log` (or dicts with epoch, updates, seconds, test_acc)
+def time_to_accuracy(log:list,       # a History's log (or dicts with epoch, updates, seconds, test_acc)
                      target:float    # test accuracy to reach, in [0, 1]
                     )->dict|None:    # updates, seconds and epoch when first reached (None: never)
     "Updates and cumulative training seconds until the test accuracy first reaches `target`."
@@ -93,7 +93,7 @@ def _row(exp, r:dict)->dict:
     row.update(r.get('extras') or {})
     return row
 
-def load_remedies(results:str|Path|list # a folder holding `remedy-*` results directories, or a list of such directories
+def load_remedies(results:str|Path|list # a folder holding remedy-* results directories, or a list of such directories
                  )->dict:               # {'meta': protocol of the baselines, 'rows': one dict per (remedy, regime, trial)}
     "The remedy experiments' runs from the one results store, each baseline run once."
     dirs = sorted(Path(results).glob('remedy-*')) if isinstance(results, (str, Path)) else [Path(d) for d in results]
@@ -169,7 +169,7 @@ def remedy_table(summary:list)->NetTable: # rows that display as a Markdown tabl
     return t
 
 # %% ../nbs/06_remedies.ipynb #e69e1a4c
-def sharpness_correlation(res:dict,                  # result of `load_remedies`
+def sharpness_correlation(res:dict,                  # result of load_remedies
                           exclude:tuple=()           # remedies to leave out (e.g. ('augment',))
                          )->NetTable:                # one row per quantity
     "Spearman rank correlation of test accuracy with sharpness, λmax and B_simple, over configurations and runs."
@@ -191,14 +191,18 @@ def sharpness_correlation(res:dict,                  # result of `load_remedies`
 _XLABEL = {'full': 'ε-sharpness φ, full space', 'subspace': 'ε-sharpness φ, random subspace',
            'lam_max': 'largest Hessian eigenvalue λmax', 'B_simple': 'gradient noise scale B_simple at the end'}
 
-def plot_remedies(res:dict,           # result of `load_remedies`
-                  spaces=('full', 'subspace', 'lam_max'), # x-axis quantities, one panel each (see `_XLABEL`)
+def plot_remedies(res:dict,           # result of load_remedies
+                  spaces=('full', 'subspace', 'lam_max'), # x-axis quantities, one panel each (see _XLABEL)
                   axs:list|None=None # axes to draw in, one per quantity (None: a new figure)
                  )->plt.Figure:
     "Test accuracy against ε-sharpness (and λmax) for every remedy and both baselines, mean ± std over trials."
     summ = summarize_remedies(res)
     spaces = [sp for sp in spaces if any(np.isfinite(s[sp][0]) for s in summ)]
-    if axs is None: fig, axs = plt.subplots(1, len(spaces), figsize=(5*len(spaces), 4.4), sharey=True)
+    spare = None
+    if axs is None:                                   # two panels a row, wide enough for the remedies' labels
+        nc = min(2, len(spaces)); nr = -(-len(spaces)//nc)
+        fig, axs = plt.subplots(nr, nc, figsize=(3.9*nc, 3.5*nr + .3), sharey=True, squeeze=False); axs = axs.ravel()
+        spare = axs[len(spaces)] if len(axs) > len(spaces) else None; axs = axs[:len(spaces)]
     axs = np.atleast_1d(axs); fig = axs[0].figure
     pal = [c for i, c in enumerate(plt.get_cmap('tab20').colors) if i not in (0, 1, 6, 7)]  # no baseline blue/red
     cols = {}
@@ -212,21 +216,22 @@ def plot_remedies(res:dict,           # result of `load_remedies`
             ax.errorbar(s[sp][0], s['test_acc'][0], xerr=s[sp][1], yerr=s['test_acc'][1], fmt='s' if base else ('o' if s['regime'] == 'LB' else 'D'),
                         ms=9 if base else 6, color=col, label=lab, capsize=2, mec='k' if base else col)
             if sp == spaces[0]: ax.annotate(lab.replace(' (LB)', ''), (s[sp][0], s['test_acc'][0]), xytext=(4, 3),
-                                            textcoords='offset points', fontsize=6.5, color='k' if base else col)
+                                            textcoords='offset points', fontsize=8, color='k' if base else col)
         ax.set_xscale('log'); ax.set_xlabel(_XLABEL[sp] + (f" (p={res['meta']['p']})" if sp == 'subspace' else ''))
         ax.xaxis.set_major_locator(plt.LogLocator(subs=(1., 2., 5.))); ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.grid(alpha=.3)
+        ax.grid(alpha=.3); ax.tick_params(labelsize=9)
     axs[0].set_ylabel('test accuracy (%)')
     m = res['meta']
     axs[0].set_title(f"{m['network']} on MNIST-1D, SB {m['sb']} vs LB {m['lb']}, {m['trials']} trials, ε={m['eps']:g}", fontsize=9)
-    fig.tight_layout()
     h, l = axs[0].get_legend_handles_labels()
-    fig.legend(h, l, fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    if spare is not None: spare.axis('off'); spare.legend(h, l, fontsize=8, loc='center', ncol=2, frameon=False)
+    else: fig.legend(h, l, fontsize=8, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/06_remedies.ipynb #80957593
-def perf_measurements(res:dict,           # result of `load_remedies` (its baseline runs' logs are used)
+def perf_measurements(res:dict,           # result of load_remedies (its baseline runs' logs are used)
                       data,               # the same data (for the timings)
                       threads=(1, 2),     # thread counts to time
                       targets:list|None=None,       # test-accuracy targets (default: 40 % to the LB runs' best, in 1 % steps)
@@ -249,7 +254,7 @@ def perf_measurements(res:dict,           # result of `load_remedies` (its basel
 def plot_perf(perf:dict)->plt.Figure:
     "Appendix C's idealised model (left) and the measured iteration and time ratios to reach an accuracy (right)."
     Bs, Bl = perf['sb'], perf['lb']
-    fig, axs = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, axs = plt.subplots(2, 1, figsize=(6.6, 8))            # stacked: each panel at the page's width
     ax = axs[0]; f = np.linspace(0.05, 1, 200)
     for r, ls in ((Bs/Bl, '-'), (0.1, '--'), (0.02, ':')):
         ax.plot(f, [iteration_threshold(r, 1, x) for x in f], ls, color='k', label=f"threshold, B_s/B_l = {r:.2g}")
@@ -260,7 +265,7 @@ def plot_perf(perf:dict)->plt.Figure:
     ax.axvline(fs, color='tab:blue', ls='-.', lw=1, label=f'measured f_s({P} threads) = {fs:.2f} (f_l = {fl:.2f})')
     ax.set(xlabel='SB parallel efficiency f_s(P)', ylabel='iteration ratio I_l / I_s', yscale='log', ylim=(0.01, 20),
            title='Appendix C: LB faster iff I_l/I_s < B_s / (f_s(P) B_l)')
-    ax.legend(fontsize=7)
+    ax.title.set_fontsize(10); ax.legend(fontsize=8)
     ax = axs[1]; T = 100*np.asarray(perf['targets'])
     def ratio(k):
         s, l = perf['time_to_accuracy']['SB'], perf['time_to_accuracy']['LB']
@@ -275,6 +280,6 @@ def plot_perf(perf:dict)->plt.Figure:
     ax.axhline(1, color='gray', lw=.8, ls=':')
     ax.set(xlabel='target test accuracy (%)', ylabel='LB / SB', yscale='log',
            title=f'measured here: SB {Bs} vs LB {Bl}, mean ± std over trials')
-    ax.legend(fontsize=7)
+    ax.title.set_fontsize(10); ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 from .experiments import Experiment, PAPER, load_runs, read_json, exp_from_dict
+from .networks import NetTable
+from .training import _stop_reason
+from .presets import preset
 from .landscape import plot_line
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'summarize', 'run_seconds', 'pm', 'stops_text',
-           'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep', 'plot_warmstart',
-           'plot_trajectory', 'rule_text', 'report', 'headline', 'verdict']
+__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'STOP_MARKS', 'summarize', 'run_seconds', 'pm',
+           'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep',
+           'plot_warmstart', 'rule_stops', 'plot_trajectory', 'rule_text', 'report', 'headline', 'headline_table',
+           'verdict']
 
 # %% ../nbs/05a_reproduction.ipynb #10d0589f
 def _ms(v)->tuple:
@@ -62,7 +66,7 @@ PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
 CAP = '⚠'  # marks a regime whose runs hit the epoch cap
 
-def pm(m,                 # (mean, std, n) from `summarize`, a paper (mean, std), or None
+def pm(m,                 # (mean, std, n) from summarize, a paper (mean, std), or None
        spec:str='.3g',    # format of the mean
        sd:str='.2g',      # format of the std
        unit:str=''        # appended to both, e.g. '%'
@@ -88,9 +92,10 @@ def _cols(exp, which):
     return [(f'φ ε={e:g}', (TABLES[which], e)) for e in exp.eps]
 
 def table(exp:Experiment,  # the experiment
-          runs:list,       # its runs (`load_runs`)
+          runs:list,       # its runs (load_runs)
           which:int=2,     # 2: accuracy, 3: full-space sharpness, 4: random-subspace sharpness
-          fmt:str='md'     # 'md' (markdown) or 'csv'
+          fmt:str='md',    # 'md' (markdown) or 'csv'
+          where:bool=True  # the columns saying where φ was measured (Table 2 has them; False drops them from 3 and 4)
          )->str:
     "The paper's Table `which` for these runs, one row per regime with where φ was measured, and the paper's row alongside."
     if which not in TABLES: raise ValueError(f"which={which!r}: the paper's tables are 2 (accuracy), 3 (full space) and 4 (subspace)")
@@ -107,6 +112,7 @@ def table(exp:Experiment,  # the experiment
         rows += [[f"{exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]} (paper)", r, '5']
                  + [pm(get(k, r), spec, sd, unit) for _, k in cols] + ['–']*len(WHERE) for r in ('SB', 'LB')]
     head = ['network', 'regime', 'trials'] + [c for c, _ in cols] + WHERE
+    if not where: head, rows = head[:-len(WHERE)], [r[:-len(WHERE)] for r in rows]
     if fmt == 'csv':
         buf = io.StringIO(); w = csv.writer(buf); w.writerow(head); w.writerows(rows); return buf.getvalue()
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
@@ -128,7 +134,7 @@ def plot_accuracy(exp:Experiment, runs:list, trial:int=0, ax:plt.Axes|None=None)
         ep = [l['epoch'] for l in log]
         ax.plot(ep, [100*l['train_acc'] for l in log], color=c, label=f"{r['regime']} train")
         ax.plot(ep, [100*l['test_acc'] for l in log], color=c, ls='--', label=f"{r['regime']} test")
-    ax.set_xlabel('epoch'); ax.set_ylabel('accuracy (%)'); ax.legend(fontsize=7)
+    ax.set_xlabel('epoch'); ax.set_ylabel('accuracy (%)'); ax.legend(fontsize=8)
     ax.set_title(f"Figure 2 analogue: {_label(exp)}, trial {trial}", fontsize=9)
     return ax.figure
 
@@ -136,13 +142,16 @@ def plot_sharpness_bars(exp:Experiment, runs:list, ax:plt.Axes|None=None)->plt.F
     "Headline: test accuracy and sharpness (each ε, both spaces) per regime, mean ± std over trials."
     s = summarize(exp, runs); regs = list(s)
     keys = [k for k in s[regs[0]] if isinstance(k, tuple)]
-    if ax is None: _, axs = plt.subplots(1, 1 + len(keys), figsize=(2.2*(1 + len(keys)), 3))
+    n = 1 + len(keys); nc = min(n, 3); nr = -(-n//nc)                   # at most three panels a row
+    if ax is None:
+        fig, axs = plt.subplots(nr, nc, figsize=(2.45*nc, 2.5*nr + .3), squeeze=False); axs = axs.ravel()
+        for a in axs[n:]: fig.delaxes(a)
     else: axs = np.atleast_1d(ax)
     for a, k, title in zip(axs, ['test_acc'] + keys, ['test accuracy (%)'] + [f'φ {sp}, ε={e:g}' for sp, e in keys]):
         m = [s[r][k][0] for r in regs]; e = [s[r][k][1] for r in regs]
         a.bar(regs, m, yerr=e, color=[COLORS.get(r, 'gray') for r in regs], capsize=4)
         if k == 'test_acc': a.set_ylim(min(m) - 3*max(max(e), .5), max(m) + 3*max(max(e), .5))
-        a.set_title(title, fontsize=8); a.tick_params(labelsize=7)
+        a.set_title(title, fontsize=9); a.tick_params(labelsize=9)
     axs[0].figure.suptitle(f"SB vs LB: {_label(exp)} ({s[regs[0]]['test_acc'][2]} trials, mean ± std)", fontsize=9)
     axs[0].figure.tight_layout()
     return axs[0].figure
@@ -171,7 +180,7 @@ def plot_batch_sweep(exp:Experiment, runs:list, eps:float|None=None, ax:plt.Axes
     a2 = ax.twinx()
     a2.errorbar(B, [s[r][('full', eps)][0] for r in regs], [s[r][('full', eps)][1] for r in regs], color='r', marker='s')
     a2.set_ylabel(f'sharpness φ (full, ε={eps:g})', color='r'); a2.set_yscale('log')
-    ax.set_title(f"Figure 4 analogue: {_label(exp)}, {exp.epochs} epochs", fontsize=9)
+    ax.set_title(f"Figure 4 analogue: {_label(exp)}, " + (f"{exp.epochs} epochs" if exp.epochs else "each stopped by the common rule"), fontsize=9)
     return ax.figure
 
 # %% ../nbs/05a_reproduction.ipynb #2afc9617
@@ -190,18 +199,51 @@ def plot_warmstart(out:str|Path, trial:int=0)->plt.Figure:
     a.set_title(f"Figure 5 analogue: {_label(exp)}", fontsize=9)
     return fig
 
-def plot_trajectory(out:str|Path, trial:int=0, ax:plt.Axes|None=None)->plt.Figure:
-    "Figure 6: sharpness against training cross-entropy along the SB and LB trajectories."
+def rule_stops(losses:list,              # training loss per epoch, from x0 (epoch 0) on: a History's train_loss
+               exp:Experiment,           # the run's experiment: its own rule is the 'target' rule
+               plateau:Experiment|None=None, # whose plateau rule (patience, min_delta, no target); None: the paper-F1 preset's
+               epochs:int=100            # the fixed budget
+              )->dict:                   # rule -> the epoch it stops at, None if not within the recorded epochs
+    "Where each of three stopping rules would stop a run, from its loss history, by the training engine's own stopping rule."
+    p = preset('paper-F1') if plateau is None else plateau
+    rules = {'target': (exp.epochs, exp.patience, exp.min_delta, exp.max_epochs, exp.target),
+             'plateau': (None, p.patience, p.min_delta, p.max_epochs, None),
+             f'{epochs} epochs': (epochs, p.patience, p.min_delta, p.max_epochs, None)}
+    return {k: next((e for e in range(1, len(losses)) if _stop_reason(list(losses[:e+1]), e, *v) is not None), None) for k, v in rules.items()}
+
+STOP_MARKS = {'target': 'o', 'plateau': 's', '100 epochs': '^'}   # marker of each rule's stop in `plot_trajectory`
+
+def plot_trajectory(out:str|Path,  # a trajectory experiment's results directory
+                    trial:int=0,    # which trial
+                    ax:plt.Axes|None=None,
+                    stops:bool=True # mark where the target rule, the paper-F1 plateau rule and 100 epochs would stop
+                   )->plt.Figure:
+    "Figure 6: sharpness against training cross-entropy along the SB and LB trajectories, with where each stopping rule stops."
     out = Path(out); exp = exp_from_dict(read_json(out/'experiment.json', 'experiment')['experiment'])
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3.4))
+    if ax is None: _, ax = plt.subplots(figsize=(6.2, 4.2))
+    notes = []
     for regime in ('SB', 'LB'):
         f = out/f'trial{trial}-{regime}'/'trajectory.json'
         if not f.exists(): raise FileNotFoundError(f"{f} not found; run a trajectory experiment first")
         pts = read_json(f, 'trajectory')['points']
         ax.plot([p['train_loss'] for p in pts], [p['phi'] for p in pts], '-o', ms=3, color=COLORS[regime], label=regime)
+        if not stops: continue
+        log = read_json(out/f'trial{trial}-{regime}'/'result.json', 'run')['history']['log']
+        for rule, e in rule_stops([l['train_loss'] for l in log], exp).items():
+            if e is None:
+                n = log[-1]['epoch']
+                notes.append(f"{regime}: {rule} not reached (the history ends at epoch {n})" if rule.endswith('epochs') else
+                             f"{regime}: the {rule} rule does not stop within the {n} recorded epochs")
+                continue
+            p = max((p for p in pts if p['epoch'] <= e), key=lambda p: p['epoch'])   # the last φ measured by then
+            ax.plot(p['train_loss'], p['phi'], STOP_MARKS.get(rule, 'D'), ms=11, mfc='none', mew=1.6, color=COLORS[regime],
+                    label=f"{regime}: {rule} rule, epoch {e}")
     ax.set_xscale('log'); ax.set_yscale('log'); ax.invert_xaxis()
-    ax.set_xlabel('training cross-entropy (decreasing →)'); ax.set_ylabel(f'sharpness (full, ε={exp.eps[0]:g})'); ax.legend()
+    ax.set_xlabel('training cross-entropy (decreasing →)'); ax.set_ylabel(f'sharpness φ (full, ε={exp.eps[0]:g})')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(f"Figure 6 analogue: {_label(exp)}", fontsize=9)
+    if notes: ax.text(0, -.2, '\n'.join(notes), transform=ax.transAxes, va='top', fontsize=8)
+    ax.figure.tight_layout()
     return ax.figure
 
 # %% ../nbs/05a_reproduction.ipynb #c1a88382
@@ -213,7 +255,7 @@ def rule_text(exp:Experiment)->str:
             f'cap {exp.max_epochs} epochs')
 
 def report(out:str|Path,          # a results directory
-           dest:str|Path|None=None # where to write report.md, tables and figures (default: `out`)
+           dest:str|Path|None=None # where to write report.md, tables and figures (default: out)
           )->Path:                # the report.md written
     "Aggregate a results directory into the paper's tables (markdown + CSV) and figures (PNG)."
     out = Path(out); dest = Path(dest or out); (dest/'figures').mkdir(parents=True, exist_ok=True)
@@ -283,6 +325,27 @@ def headline(exp, runs)->str:
     if capped: lines.append(f"{CAP} {' and '.join(capped)} hit the {exp.max_epochs}-epoch cap: φ there is measured at an iterate "
                             f"that was still improving, not where the stopping rule would have stopped.")
     return '\n'.join(lines)
+
+def headline_table(*outs:str|Path # results directories of SB/LB experiments
+                  )->NetTable:     # one row per measurement: SB / LB and LB's change of each, the paper's alongside
+    "The paper's two questions as one table: test accuracy and every φ of SB and LB per experiment, with the paper's row for its network."
+    cols, keys = {}, []
+    for out in outs:
+        exp, runs = load_runs(out); s = summarize(exp, runs)
+        if not {'SB', 'LB'} <= set(s): raise ValueError(f"{out} has no SB and LB regimes to compare (regimes: {list(s)})")
+        sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
+        name = f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} ({min(sb['n'], lb['n'])} trials)"
+        for k in ['test_acc'] + [k for k in sb if isinstance(k, tuple) and k in lb]:
+            if k not in keys: keys.append(k)
+            acc = k == 'test_acc'
+            cols.setdefault(f'{name}: SB / LB', {})[k] = (f"{sb[k][0]:.2f} / {lb[k][0]:.2f}" if acc else f"{sb[k][0]:.3g} / {lb[k][0]:.3g}")
+            cols.setdefault(f'{name}: LB', {})[k] = (f"{lb[k][0] - sb[k][0]:+.2f} points" if acc else f"{lb[k][0]/sb[k][0]:.3g}×")
+            if P:
+                p = P['test_acc'] if acc else P[k[0]].get(k[1])
+                ref = f"paper {exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]}: LB"
+                cols.setdefault(ref, {})[k] = '–' if not p else (f"{p['LB'][0] - p['SB'][0]:+.2f} points" if acc else f"{p['LB'][0]/p['SB'][0]:.3g}×")
+    lab = lambda k: 'test accuracy (%)' if k == 'test_acc' else f"φ {k[0]}, ε = {k[1]:g}"
+    return NetTable({'measure': lab(k), **{c: v.get(k, '–') for c, v in cols.items()}} for k in keys)
 
 def verdict(exp, runs)->str:
     "One paragraph in plain words: what agrees with the paper's claims for these runs, and what does not."

@@ -15,7 +15,7 @@ from lbsharp.training import write_json
 from lbsharp.presets import Experiment, exp_to_dict
 from lbsharp.experiments import FORMAT
 from lbsharp.gap import (MEASURES, GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
-                         gap_summary, gap_table, link_breakers, gap_figure, gap_reading)
+                         gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,3 +138,30 @@ def test_committed_remedies_and_sweep():
     assert sum(r['label'] == 'SB' for r in rows) == 3 and sum(r['label'] == 'LB' for r in rows) == 3
     assert all(math.isfinite(r['phi_full']) for r in rows) and all(math.isnan(r['trace']) for r in rows)
     assert all(math.isfinite(r['lam_max']) for r in rows if r['arm'] != 'sweep')
+
+
+def test_claims(tmp_path):
+    "The claims map reads every claim from the committed results; an empty results folder claims nothing."
+    C = claims(ROOT/'nbs'/'results')
+    assert {c['claim'] for c in C} == {v[0] for v in CLAIMS.values()}
+    v = {(c['claim'], c['data set']): c for c in C}
+    assert v[CLAIMS['lb_worse'][0], 'MNIST-1D']['verdict'] == 'agrees' and '(3 trials)' in v[CLAIMS['lb_worse'][0], 'MNIST-1D']['evidence']
+    assert v[CLAIMS['sharp_full'][0], 'Fashion-MNIST (F1)']['verdict'] == 'agrees'
+    assert all(c['verdict'] == 'open' for c in C if c['claim'] == CLAIMS['open'][0])
+    assert all(c['ours'].startswith('[') and c['ours'].endswith('.html)') for c in C)
+    assert len(claims(tmp_path)) == 0
+
+def test_headline(store):
+    rows = {'toy': collect_runs(store, 'toy'), 'absent': []}
+    H = gap_headline(rows)
+    assert len(H) == 1 and H[0]['data set'] == 'toy' and H[0]['runs'] == 19
+    assert 'LB+sam' in H[0]['arms that break the link'] and 'LB+lr-linear' in H[0]['arms that break the link']
+    with pytest.raises(KeyError, match="no column 'nope'"): pick(H, 'runs', 'nope')
+
+def test_figure_split(store):
+    "One gap per figure, at most three panels a row (legible at a page's width); an unknown gap is refused by name."
+    fig = gap_figure(store, 'toy', gaps=('gap_acc',))
+    assert len(fig.axes) == len(MEASURES) and all(a.get_subplotspec().get_gridspec().ncols <= 3 for a in fig.axes)
+    assert fig.get_size_inches()[0] <= 8
+    with pytest.raises(ValueError, match="unknown gap 'gap'"): gap_figure(store, 'toy', gaps=('gap',))
+    plt.close('all')
