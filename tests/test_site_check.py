@@ -98,3 +98,42 @@ def test_cli_exit_codes(tmp_path):
     assert json.loads((tmp_path/'m.json').read_text())['problems'] == ['gap.html: alt: image 1 has no alt text (cell option #| fig-alt:)']
     r = subprocess.run([sys.executable, str(SCRIPT), '--site', str(tmp_path/'nothing')], capture_output=True, text=True)
     assert r.returncode == 2 and 'no index.html there' in r.stderr
+
+need_render = pytest.mark.skipif(importlib.util.find_spec('smalldocs') is None or not Path('/usr/share/javascript/katex/katex.min.js').exists(),
+                                 reason="the offline render needs smalldocs (pip) and libjs-katex (apt)")
+
+def _nb(cells):
+    import nbformat
+    nb = nbformat.v4.new_notebook(); nb.metadata = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
+    nb.cells = cells; return nbformat.writes(nb)
+
+@need_browser
+@need_render
+def test_render_tiny_project(sc, tmp_path):
+    "The whole path (nbdev processing, smalldocs, output-file names, sidebar, browser) on a two-page nbdev project that meets every rule."
+    import base64, nbformat.v4 as v4, configparser
+    proj = tmp_path/'proj'; (proj/'nbs').mkdir(parents=True); (proj/'tinylib').mkdir()
+    (proj/'tinylib'/'__init__.py').write_text('')
+    cp = configparser.ConfigParser(interpolation=None); cp.read(ROOT/'settings.ini')
+    d = cp['DEFAULT']; d['repo'] = d['lib_name'] = d['lib_path'] = 'tinylib'; d['title'] = 'tinylib'
+    with open(proj/'settings.ini', 'w') as f: cp.write(f)
+    for f in ['_quarto.yml', 'styles.css']: shutil.copy(ROOT/'nbs'/f, proj/'nbs'/f)
+    (proj/'nbs'/'sidebar.yml').write_text('website:\n  sidebar:\n    contents:\n      - section: Start here\n        contents: [index.ipynb]\n'
+                                          '      - section: Results\n        contents: [05a_reproduction.ipynb]\n')
+    png = base64.b64encode(_png(False, sc)).decode()
+    fig = v4.new_code_cell('#| fig-cap: "Test accuracy against the batch size."\n#| fig-alt: "A rising line."\nplot()',
+                           outputs=[v4.new_output('display_data', data={'image/png': png, 'text/plain': '<Figure>'})])
+    (proj/'nbs'/'index.ipynb').write_text(_nb([v4.new_markdown_cell('# tinylib\n\n> A tiny site.'),
+        v4.new_markdown_cell('See [the reproduction](reproduction.html#the-figure) and $x^2$.')]))
+    (proj/'nbs'/'05a_reproduction.ipynb').write_text(_nb([v4.new_markdown_cell('# Reproduction\n\n> Results first.'),
+        v4.new_markdown_cell('## The figure'), fig,
+        v4.new_code_cell('print(1)', outputs=[v4.new_output('stream', name='stdout', text='LB/SB ' + ' '.join(['1.2345']*40) + '\n')])]))
+    r = subprocess.run([sys.executable, str(SCRIPT), '--root', str(proj), '--out', str(tmp_path/'out'), '--json', str(tmp_path/'m.json')],
+                       capture_output=True, text=True, cwd=proj)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {x['page']: x for x in json.loads((tmp_path/'m.json').read_text())['pages']}
+    assert sorted(rows) == ['index', 'reproduction']            # output-file names, not 05a_reproduction
+    assert rows['reproduction']['figs'] == 1 and rows['reproduction']['first_fig'] < 1500 and rows['reproduction']['out_over'] == 0
+    assert rows['index']['math'] == 1                             # KaTeX rendered offline
+    html = (tmp_path/'out'/'stage'/'_site'/'index.html').read_text()
+    assert 'Results' in html and 'reproduction.html' in html      # the committed sidebar, renamed
