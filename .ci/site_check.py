@@ -39,8 +39,9 @@ Rules (one line per problem; exit 1 if any):
 Metrics per page (printed as a table): page length, top of the first figure, code blocks and tables that overflow
 their box (whether or not they scroll), smallest rendered axis text, broken links/anchors, raw Markdown links, and
 the visible test share: of the non-blank, non-comment lines of code shown on the page (cell inputs, not outputs or
-signatures), the share that are test lines, i.e. start with `assert` or call a fastcore-style `test_*(` function
-(`test_eq`, `test_close`, `test_fail`, ...), or use `ExceptionExpected`.
+signatures; code folded away in a closed <details> is not visible), the share that are test lines, i.e. start
+with `assert`, call a fastcore-style `test_*(` function (`test_eq`, `test_close`, `test_fail`, ...), or use
+`ExceptionExpected`.
 
 ALLOW lists (page, rule) pairs where a rule cannot apply; each entry says why.
 """
@@ -228,11 +229,13 @@ PROBE = r"""
 window.addEventListener('load', () => setTimeout(() => {
   const main = document.querySelector('main') || document.body;
   const mr = main.getBoundingClientRect();
+  const visible = el => el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0;  // closed <details> hide
   const R = {height: document.documentElement.scrollHeight, innerWidth: window.innerWidth, mainWidth: Math.round(mr.width)};
   R.imgs = [...main.querySelectorAll('img')].map(i => {
     const r = i.getBoundingClientRect(), fig = i.closest('figure');
     const cap = fig && fig.querySelector('figcaption');
     return {top: Math.round(r.top + scrollY), w: r.width, nw: i.naturalWidth, ok: i.complete && i.naturalWidth > 0,
+            shown: visible(i) && r.width > 0 && r.height > 0,
             alt: (i.getAttribute('alt') || '').trim(), cap: cap ? cap.textContent.trim() : '',
             cell: (i.closest('.cell') || {}).id || '', src: (i.getAttribute('src') || '').slice(0, 60)};
   });
@@ -248,7 +251,8 @@ window.addEventListener('load', () => setTimeout(() => {
     const over = t.scrollWidth > t.clientWidth + 1 || r.right > box.right + 1 || r.width > mr.width + 1;
     return {over, scrolls: !!(s && s !== main), text: t.textContent.trim().replace(/\s+/g, ' ').slice(0, 70)};
   });
-  const code = [...main.querySelectorAll('pre')].filter(p => !p.closest('.cell-output') && p.closest('.cell'));
+  const code = [...main.querySelectorAll('pre')].filter(p => !p.closest('.cell-output') && p.closest('.cell')
+                                                           && visible(p));   // folded code is not visible
   const lines = code.flatMap(p => p.textContent.split('\n')).map(l => l.trim()).filter(l => l && !l.startsWith('#'));
   const test = /^(assert\b|test_\w*\s*\(|with\s+ExceptionExpected)|[;:]\s*(assert\b|test_\w*\s*\()/;
   R.codeLines = lines.length; R.testLines = lines.filter(l => test.test(l)).length;
@@ -311,14 +315,15 @@ def check(site:Path, only=None):
             if not im['ok']: prob(page, 'image', f"{where} does not load: {im['src']}"); continue
             if not im['alt']: prob(page, 'alt', f"{where} has no alt text (cell option #| fig-alt:)")
             if not im['cap']: prob(page, 'caption', f"{where} has no caption (cell option #| fig-cap:)")
-            t = png_text_px(img_bytes(site, page, srcs[k])) if k < len(srcs) else None
+            t = png_text_px(img_bytes(site, page, srcs[k])) if k < len(srcs) and im['shown'] else None
             if t and im['nw']:
                 px = t[0] * im['w'] / im['nw']; texts.append(px); assumed |= not t[1]
                 if px < MIN_TEXT_PX:
                     prob(page, 'axis-text', f"{where}: smallest text {px:.1f} px as rendered (shown at "
                          f"{im['w']/im['nw']:.2f} of its {im['nw']} px width; {t[0]:.1f} px in the image"
                          f"{'' if t[1] else ', assumed 10 pt'}); need >= {MIN_TEXT_PX:g} px")
-        first = m['imgs'][0]['top'] if m['imgs'] else None
+        shown = [im for im in m['imgs'] if im['shown']]          # an image in folded content has no position
+        first = shown[0]['top'] if shown else None
         if stem in RESULTS:
             if first is None: prob(page, 'first-figure', "a results page with no figure")
             elif first > FIRST_SCREEN: prob(page, 'first-figure', f"first figure at {first} px, below the first screen ({FIRST_SCREEN} px)")

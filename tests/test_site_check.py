@@ -60,7 +60,7 @@ def _fig(sc, caption=True, alt=True, width=None, record=True, tick_pt=10):
     img = f'<img src="{src}"' + (' alt="a line"' if alt else '') + (f' style="width:{width}px"' if width else '') + '>'
     return f'<figure>{img}<figcaption>The line.</figcaption></figure>' if caption else img
 
-GOOD = '<h1>Gap</h1><p>Verdict first.</p>{fig}<div class="cell"><div class="cell-output"><pre>short output</pre></div></div><table><tr><td>1</td></tr></table>'
+GOOD = '<h1>Gap</h1><p>Verdict first.</p><div class="cell"><details><summary>code</summary><pre>assert True</pre></details></div>{fig}<div class="cell"><div class="cell-output"><pre>short output</pre></div></div><table><tr><td>1</td></tr></table>'
 
 @need_browser
 def test_rules_fire_and_good_page_passes(sc, tmp_path):
@@ -81,6 +81,7 @@ def test_rules_fire_and_good_page_passes(sc, tmp_path):
     # the 100 px wide copy of a 400 px figure drawn with 10 pt ticks at 100 dpi: 13.9 px x 0.25 = 3.5 px
     assert r['reproduction']['min_text'] == pytest.approx(10*100/72*100/400, abs=0.1)
     assert r['gap']['min_text'] == pytest.approx(10*100/72, abs=0.1)
+    assert (r['gap']['code_lines'], r['gap']['test_lines']) == (0, 0)     # folded code is not visible code
 
 @need_browser
 def test_cli_exit_codes(tmp_path):
