@@ -112,13 +112,17 @@ def render(out:Path)->Path:
     shutil.copytree(proc, stage, ignore=shutil.ignore_patterns('*.ipynb'))
     names = {}
     for nb in sorted(proc.rglob('*.ipynb')):
-        text = nb.read_text()
-        m = re.search(r'output-file:\s*([^\s"\\]+)\.html', text)   # nbdev's front matter: the published name
-        name = (m.group(1) if m else nb.stem) + '.ipynb'
+        d = json.loads(nb.read_text()); name = nb.stem
+        for c in d['cells'][:1]:            # nbdev's front matter (a raw cell): output-file is the published name
+            src = c['source'] if isinstance(c['source'], list) else c['source'].splitlines(keepends=True)
+            if c['cell_type'] == 'raw':
+                outs = [re.match(r'output-file:\s*(\S+)\.html', l.strip()) for l in src]
+                name = next((m.group(1) for m in outs if m), name)
+                c['source'] = [l for l, m in zip(src, outs) if not m]   # smalldocs does not read it: no warning
         rel = nb.relative_to(proc)
-        names[str(rel)] = str(rel.with_name(name))
+        names[str(rel)] = str(rel.with_name(name + '.ipynb'))
         (stage/names[str(rel)]).parent.mkdir(parents=True, exist_ok=True)
-        (stage/names[str(rel)]).write_text(re.sub(r'"output-file:[^"\\]*\\n",?\s*', '', text))
+        (stage/names[str(rel)]).write_text(json.dumps(d))
     # nbdev.yml as nbdev_docs writes it; the sidebar: the committed sidebar.yml, else nbdev's generated one
     (stage/'nbdev.yml').write_text(_nbdev_yml.format(doc_path='_site', **{k: cfg.get(k, '') for k in
         ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']}))
