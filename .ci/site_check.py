@@ -92,6 +92,23 @@ def _record_min_text():
     print_figure._site_check = True
     FigureCanvasBase.print_figure = print_figure
 
+SOURCE = {}   # page -> {processed cell index: 'nbs/x.ipynb cell j'}, so problems name the cell to edit
+
+def _source_cells(cells, src:Path, rel)->dict:
+    "Map each processed cell to the source notebook's cell with the same code (directives aside)."
+    if not src.exists(): return {}
+    body = lambda c: tuple(l.strip() for l in ''.join(c['source']).splitlines() if l.strip() and not l.lstrip().startswith('#|'))
+    want = {}
+    for j, c in enumerate(json.loads(src.read_text())['cells']): want.setdefault((c['cell_type'], body(c)), j)
+    return {i: f"nbs/{rel.as_posix()} cell {want[(c['cell_type'], body(c))]}" for i, c in enumerate(cells)
+            if body(c) and (c['cell_type'], body(c)) in want}
+
+def _where(page, cell:str)->str:
+    "' (cell-12, nbs/05a_reproduction.ipynb cell 14)' from smalldocs' cell id."
+    if not cell: return ''
+    m = re.match(r'cell-(\d+)$', cell); src = SOURCE.get(page, {}).get(int(m.group(1))) if m else None
+    return f" ({cell}" + (f", {src}" if src else '') + ")"
+
 def render(out:Path)->Path:
     "nbdev's processing of nbs/ into _proc/, then smalldocs into `out`/_site; returns the site folder."
     try: import smalldocs.site  # noqa: F401
@@ -107,6 +124,7 @@ def render(out:Path)->Path:
     try: proc = Path(proc_nbs(force=True, n_workers=0))
     finally: os.chdir(old)
     cfg = settings()
+    nbs = ROOT/cfg.get('nbs_path', 'nbs')
     stage = out/'stage'
     if stage.exists(): shutil.rmtree(stage)
     shutil.copytree(proc, stage, ignore=shutil.ignore_patterns('*.ipynb'))
@@ -123,6 +141,7 @@ def render(out:Path)->Path:
         names[str(rel)] = str(rel.with_name(name + '.ipynb'))
         (stage/names[str(rel)]).parent.mkdir(parents=True, exist_ok=True)
         (stage/names[str(rel)]).write_text(json.dumps(d))
+        SOURCE[str(Path(names[str(rel)]).with_suffix('.html'))] = _source_cells(d['cells'], nbs/rel, rel)
     # nbdev.yml as nbdev_docs writes it; the sidebar: the committed sidebar.yml, else nbdev's generated one
     (stage/'nbdev.yml').write_text(_nbdev_yml.format(doc_path='_site', **{k: cfg.get(k, '') for k in
         ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']}))
@@ -315,7 +334,7 @@ def check(site:Path, only=None):
         srcs = pages[page].imgs
         texts, assumed = [], False
         for k, im in enumerate(m['imgs']):
-            where = f"image {k+1}" + (f" ({im['cell']})" if im['cell'] else '')
+            where = f"image {k+1}" + _where(page, im['cell'])
             if not im['ok']: prob(page, 'image', f"{where} does not load: {im['src']}"); continue
             if not im['alt']: prob(page, 'alt', f"{where} has no alt text (cell option #| fig-alt:)")
             if not im['cap']: prob(page, 'caption', f"{where} has no caption (cell option #| fig-cap:)")
@@ -336,7 +355,7 @@ def check(site:Path, only=None):
                 if p['kind'] == 'output' and p['over']: prob(page, 'cut', f"output block cut at the right edge: {p['text']!r}")
         for t in m['tables']:
             if t['over'] and not t['scrolls']: prob(page, 'cut', f"table wider than the column, no scroll box: {t['text']!r}")
-        for l in m['rawLinks']: prob(page, 'raw-link', f"Markdown link printed as text in a {l['where']}" + (f" ({l['cell']})" if l['cell'] else '') + f": {l['text']}")
+        for l in m['rawLinks']: prob(page, 'raw-link', f"Markdown link printed as text in a {l['where']}" + _where(page, l['cell']) + f": {l['text']}")
         if m['mathErrors']: prob(page, 'math', f"{m['mathErrors']} formula(s) KaTeX could not render")
         rows.append(dict(page=stem, length=m['height'], first_fig=first, figs=len(m['imgs']),
                          code_over=sum(p['over'] for p in m['pres'] if p['kind'] != 'output'),

@@ -138,3 +138,15 @@ def test_render_tiny_project(sc, tmp_path):
     assert rows['index']['math'] == 1                             # KaTeX rendered offline
     html = (tmp_path/'out'/'stage'/'_site'/'index.html').read_text()
     assert 'Results' in html and 'reproduction.html' in html      # the committed sidebar, renamed
+
+def test_problems_name_the_source_cell(sc, tmp_path):
+    "A processed notebook loses and reorders cells; a problem still names the source notebook's cell with the same code."
+    src = [{'cell_type': 'markdown', 'source': '# T'}, {'cell_type': 'code', 'source': '#| hide\nimport x'},
+           {'cell_type': 'code', 'source': '#| exec_doc\n#| fig-cap: "c"\nplot(1)'}, {'cell_type': 'code', 'source': 'plot(2)'}]
+    (tmp_path/'05a_r.ipynb').write_text(json.dumps({'cells': src}))
+    proc = [{'cell_type': 'raw', 'source': '---\ntitle: T\n---'}, {'cell_type': 'code', 'source': '#| fig-cap: "c"\nplot(1)'},
+            {'cell_type': 'code', 'source': 'plot(2)'}, {'cell_type': 'code', 'source': 'new()'}]
+    m = sc._source_cells(proc, tmp_path/'05a_r.ipynb', Path('05a_r.ipynb'))
+    assert m == {1: 'nbs/05a_r.ipynb cell 2', 2: 'nbs/05a_r.ipynb cell 3'}
+    sc.SOURCE['r.html'] = m
+    assert sc._where('r.html', 'cell-2') == ' (cell-2, nbs/05a_r.ipynb cell 3)' and sc._where('r.html', 'cell-3') == ' (cell-3)'
