@@ -34,7 +34,8 @@ Rules (one line per problem; exit 1 if any):
            is assumed to use matplotlib's default smallest size, 10 pt, at the dpi in its pHYs chunk (72 if none);
            the metrics table marks such pages with `~`.
 - alt / caption: a figure without alt text, or without a caption (Quarto's `#| fig-cap:`/`#| fig-alt:` cell options).
-- raw-link: Markdown link syntax `[text](target)` printed as text (a backticked link in a docment comment).
+- raw-link: Markdown link syntax `[text](target)` printed as text: in a signature (a backticked symbol in a docment
+           comment), an output or prose; not in shown input code, where it is a string literal.
 
 Metrics per page (printed as a table): page length, top of the first figure, code blocks and tables that overflow
 their box (whether or not they scroll), smallest rendered axis text, broken links/anchors, raw Markdown links, and
@@ -285,8 +286,8 @@ window.addEventListener('load', () => setTimeout(() => {
   for (let el = walk.currentNode; el; el = walk.nextNode()) {   // innermost blocks only: pre, p, td, li, headings
     if (!/^(PRE|P|TD|TH|LI|H[1-6]|FIGCAPTION|DT|DD)$/.test(el.tagName) || el.parentElement.closest('pre')) continue;
     for (const l of (el.innerText.match(raw) || []))
-      R.rawLinks.push({text: l, where: el.tagName === 'PRE' ? (el.closest('.cell-output-markdown') ? 'signature' : 'code') : 'text',
-                       cell: (el.closest('.cell') || {}).id || ''});
+      R.rawLinks.push({text: l, where: el.tagName !== 'PRE' ? 'text' : el.closest('.cell-output-markdown') ? 'signature'
+                                      : el.closest('.cell-output') ? 'output' : 'code', cell: (el.closest('.cell') || {}).id || ''});
   }
   R.math = main.querySelectorAll('.katex').length; R.mathErrors = main.querySelectorAll('.katex-error').length;
   const o = document.createElement('script'); o.type = 'application/json'; o.id = 'site-check-result';
@@ -355,6 +356,7 @@ def check(site:Path, only=None):
                 if p['kind'] == 'output' and p['over']: prob(page, 'cut', f"output block cut at the right edge: {p['text']!r}")
         for t in m['tables']:
             if t['over'] and not t['scrolls']: prob(page, 'cut', f"table wider than the column, no scroll box: {t['text']!r}")
+        m['rawLinks'] = [l for l in m['rawLinks'] if l['where'] != 'code']   # a link in a string literal of shown code is code
         for l in m['rawLinks']: prob(page, 'raw-link', f"Markdown link printed as text in a {l['where']}" + _where(page, l['cell']) + f": {l['text']}")
         if m['mathErrors']: prob(page, 'math', f"{m['mathErrors']} formula(s) KaTeX could not render")
         rows.append(dict(page=stem, length=m['height'], first_fig=first, figs=len(m['imgs']),

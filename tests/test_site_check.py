@@ -69,7 +69,8 @@ def test_rules_fire_and_good_page_passes(sc, tmp_path):
            f'<div class="cell"><div class="cell-output"><pre>{long}</pre></div></div>'
            + _fig(sc, caption=False, alt=False) + _fig(sc, width=100) + '<img src="nothere.png" alt="x">'
            '<table style="width:1200px"><tr><td>wide</td></tr></table>'
-           '<p>[`load_runs`](https://lbsharp.github.io/lbsharp/experiments.html#load_runs)</p>')
+           '<p>[`load_runs`](https://lbsharp.github.io/lbsharp/experiments.html#load_runs)</p>'
+           '<div class="cell"><pre>Markdown("see [the gap](gap.html)")</pre></div>')   # code, not a raw link
     site = _site(tmp_path, {'reproduction.html': bad, 'gap.html': GOOD.format(fig=_fig(sc)), 'index.html': '<p>home</p>'})
     rows, problems = sc.check(site)
     rules = sorted({p.split(': ')[1] for p in problems if p.startswith('reproduction.html')})
@@ -78,6 +79,7 @@ def test_rules_fire_and_good_page_passes(sc, tmp_path):
     r = {x['page']: x for x in rows}
     assert r['reproduction']['first_fig'] > 1800 and r['gap']['first_fig'] < 300
     assert r['reproduction']['out_over'] == 1 and r['gap']['out_over'] == 0
+    assert r['reproduction']['raw_links'] == 1
     # the 100 px wide copy of a 400 px figure drawn with 10 pt ticks at 100 dpi: 13.9 px x 0.25 = 3.5 px
     assert r['reproduction']['min_text'] == pytest.approx(10*100/72*100/400, abs=0.1)
     assert r['gap']['min_text'] == pytest.approx(10*100/72, abs=0.1)
