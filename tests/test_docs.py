@@ -61,3 +61,22 @@ def test_internal_links_resolve():
                 if t not in pages: bad.append(f"{name}: link to {t!r}, which the site does not publish (pages: {sorted(pages)})")
             elif t and not (ROOT/'nbs'/t).exists(): bad.append(f"{name}: link to {t!r}, which is not a file under nbs/")
     assert not bad, '\n'.join(bad)
+
+
+SECTIONS = ['Start here', 'Results', 'Measure your model', 'Library']
+
+def test_sidebar_lists_every_page_once():
+    "nbs/sidebar.yml (kept by nbdev because settings.ini has custom_sidebar = True) groups every page exactly once."
+    import configparser, yaml
+    cp = configparser.ConfigParser(); cp.read(ROOT/'settings.ini')
+    assert cp['DEFAULT'].getboolean('custom_sidebar'), "settings.ini: custom_sidebar must be True, or nbdev_docs overwrites nbs/sidebar.yml"
+    side = yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())['website']['sidebar']['contents']
+    assert [s['section'] for s in side] == SECTIONS
+    listed = [e for s in side for e in s['contents']]
+    assert all(isinstance(e, str) for e in listed), "one level of sections only"
+    dup = sorted({e for e in listed if listed.count(e) > 1})
+    missing = sorted({nb.name for nb in NBS} - set(listed))
+    unknown = sorted(set(listed) - {nb.name for nb in NBS})
+    assert not (dup or missing or unknown), (f"nbs/sidebar.yml: listed twice {dup}; notebooks missing from it {missing} "
+                                             f"(add each under one of {SECTIONS}); entries with no notebook {unknown}")
+    assert side[0]['contents'][0] == 'index.ipynb'
