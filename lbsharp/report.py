@@ -13,6 +13,7 @@ from .networks import NetTable
 from .training import _stop_reason
 from .presets import preset
 from .landscape import plot_line
+from .measures import read_measure
 
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'STOP_MARKS', 'summarize', 'run_seconds', 'pm',
@@ -46,10 +47,10 @@ def summarize(exp:Experiment, runs:list)->dict:
                  grad_norm=_ms(g) if None not in g else None,          # ‖∇f‖ where φ was measured
                  stops={k: stops.count(k) for k in dict.fromkeys(stops)}, # why training ended: reason -> runs
                  cap=stops.count('max_epochs'), n=len(rs))               # runs that hit the epoch cap, runs
-        for space in ('full', 'subspace'):
+        for key, space in (('phi_full', 'full'), ('phi_sub', 'subspace')):   # φ read through its entry in `MEASURES`
             for eps in exp.eps:
-                v = [m['phi'] for r in rs for m in r['sharpness'] if m['space'] == space and m['eps'] == eps]
-                if v: d[(space, eps)] = _ms(v)
+                v = [read_measure(r, key, eps) for r in rs]
+                if np.isfinite(v).any(): d[(space, eps)] = _ms(v)
         s[reg] = d
     return s
 
