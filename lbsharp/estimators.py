@@ -45,9 +45,10 @@ class TraceEstimate:
     exact_part:float=0. # Hutch++: tr(QᵀHQ), computed exactly
     sketch:int=0        # Hutch++: columns of the sketch Q
     samples:list=field(default_factory=list, repr=False)  # per-probe values of the stochastic part
-    def __repr__(self): return f"TraceEstimate({self.estimate:.6g} ± {self.stderr:.2g}, {self.method}, products={self.products})"
+    def __repr__(self):
+        return f"TraceEstimate({self.estimate:.6g} ± {self.stderr:.2g}, {self.method}, products={self.products})"
     @property
-    def std(self)->float: return float(np.std(self.samples, ddof=1))  # per-probe standard deviation of the stochastic part
+    def std(self)->float: return float(np.std(self.samples, ddof=1))  # per-probe std of the stochastic part
     def to_dict(self)->dict: return {f.name: getattr(self, f.name) for f in fields(self)}
 
 def hutchinson(op,                # operator with n and mm

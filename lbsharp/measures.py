@@ -32,18 +32,19 @@ def as_number(v)->float:
     return math.nan
 
 def same_eps(a, b)->bool:
-    "Whether two box sizes ε are the same (`math.isclose`: a stored ε that went through JSON still matches): the one ε matcher."
+    "Whether two box sizes ε are the same (`math.isclose`: an ε read back from JSON matches): the one ε matcher."
     return a is not None and b is not None and math.isclose(float(a), float(b))
 
 def stored_phi(r:dict, space:str, eps:float, adaptive:bool=False)->float:
-    "φ of run `r` in `space` at `eps` from `r['sharpness']` (the paper's box, or the adaptive one); NaN if not measured."
-    return next((float(m['phi']) for m in r.get('sharpness') or [] if m.get('space') == space and m.get('phi') is not None
-                 and same_eps(m.get('eps', math.nan), eps) and bool(m.get('adaptive')) == adaptive), math.nan)
+    "φ of run `r` in `space` at `eps` from `r['sharpness']` (the paper's box, or the adaptive one); NaN if not there."
+    return next((float(m['phi']) for m in r.get('sharpness') or [] if m.get('space') == space
+                 and m.get('phi') is not None and same_eps(m.get('eps', math.nan), eps)
+                 and bool(m.get('adaptive')) == adaptive), math.nan)
 
 def _extra(r:dict, key:str): return (r.get('extras') or {}).get(key)
 
 def _adaptive(r:dict, eps:float)->float:
-    "Adaptive φ: `extras['adaptive']` (a number, a result dict, or a list of them per ε), else an adaptive `sharpness` entry."
+    "Adaptive φ: `extras['adaptive']` (a number, a result dict, or a list per ε), else an adaptive `sharpness` entry."
     v = _extra(r, 'adaptive')
     if isinstance(v, list) and v and isinstance(v[0], dict):
         v = next((m for m in v if same_eps(m.get('eps', eps), eps) and m.get('space', 'full') == 'full'), None)
@@ -69,14 +70,16 @@ def sharp_kwargs(exp,                 # an `Experiment` (its sharp_iters, chunk,
 
 TRACE_PROBES = 30  # Rademacher probes of the 'trace' measure (seed 0: the same probes at every solution)
 
-def _lam_max(model, X, Y, exp, seed): return float(Hessian(model, (X, Y), chunk=exp.chunk).eigenvalues(k=1, tol=1e-2)[0])
+def _lam_max(model, X, Y, exp, seed):
+    return float(Hessian(model, (X, Y), chunk=exp.chunk).eigenvalues(k=1, tol=1e-2)[0])
 
 def _trace(model, X, Y, exp, seed):
     t = hutchinson(Hessian(model, (X, Y), chunk=exp.chunk), products=TRACE_PROBES, seed=0)
     return dict(estimate=t.estimate, stderr=t.stderr, products=t.products, method=t.method, seconds=t.seconds)
 
 def _adaptive_phi(model, X, Y, exp, seed):
-    return {**sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0])).to_dict(), 'subset': exp.sharp_subset}
+    r = sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0]))
+    return {**r.to_dict(), 'subset': exp.sharp_subset}
 
 def _noise(model, X, Y, exp, seed): return noise_scale(model, (X, Y), seed=seed, chunk=exp.chunk)
 
@@ -87,21 +90,24 @@ def pacbayes_sigma(model:nn.Module,         # network at the solution (left unch
                    samples:int=10,          # Monte-Carlo draws (the same draws at every σ)
                    seed:int=0,              # seed of the draws
                    magnitude:bool=False,    # scale each weight's perturbation by |w_i| (α′ of Jiang et al.)
-                   floor:float=1e-3,        # magnitude-aware: the floor ε of the perturbation's std, sqrt(α² w_i² + ε²)
+                   floor:float=1e-3,        # magnitude-aware: the floor ε of the std, sqrt(α² w_i² + ε²)
                    iters:int=20,            # bisection steps (log space) after the bracket
                    sigma0:float=1e-3,       # first σ tried when bracketing
                    chunk:int=5000,          # evaluation chunk (as for `sharpness`)
                    loss_fn=F.cross_entropy  # loss with a `reduction` argument
                   )->dict:                  # sigma (σ′ or α′), the rises at the bracket, f0, evaluations, seconds
-    "The largest σ (or α) of a Gaussian weight perturbation whose expected rise of the training loss stays within `bound`."
-    if not (isinstance(bound, (int, float)) and bound > 0): raise ValueError(f"bound={bound!r} must be a number > 0 (the allowed rise of the loss, e.g. 0.1)")
-    if not (isinstance(samples, int) and samples >= 1): raise ValueError(f"samples={samples!r} must be an int >= 1 (Monte-Carlo draws, e.g. 10)")
+    "The largest σ (or α) of a Gaussian weight perturbation whose expected rise of the training loss is within `bound`."
+    if not (isinstance(bound, (int, float)) and bound > 0):
+        raise ValueError(f"bound={bound!r} must be a number > 0 (the allowed rise of the loss, e.g. 0.1)")
+    if not (isinstance(samples, int) and samples >= 1):
+        raise ValueError(f"samples={samples!r} must be an int >= 1 (Monte-Carlo draws, e.g. 10)")
     X, Y = data
     t0, n_eval = time.perf_counter(), [0]
     params = [q for q in model.parameters() if q.requires_grad]
     with preserved(model), torch.no_grad():
         w = parameters_to_vector(params).detach().clone()
-        Z = torch.randn(samples, len(w), generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(w.device, w.dtype)
+        Z = torch.randn(samples, len(w), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        Z = Z.to(w.device, w.dtype)                               # drawn on the CPU: the same draws on every device
         def loss(): n_eval[0] += 1; return evaluate(model, X, Y, chunk, loss_fn=loss_fn).loss
         f0 = loss()
         def rise(s:float)->float:
@@ -115,13 +121,13 @@ def pacbayes_sigma(model:nn.Module,         # network at the solution (left unch
         for _ in range(60):
             if rise(hi) > bound: break
             lo, hi = hi, 2*hi
-        else: raise ValueError(f"the loss rises by at most {bound} even at σ={hi:.3g}: the loss does not depend on the weights")
+        else: raise ValueError(f"the loss rises by at most {bound} even at σ={hi:.3g}: it ignores the weights")
         for _ in range(iters):
             mid = math.sqrt(lo*hi) if lo > 0 else hi/2
             if rise(mid) <= bound: lo = mid
             else: hi = mid
-    return dict(sigma=lo, hi=hi, bound=bound, samples=samples, seed=seed, magnitude=magnitude, floor=floor if magnitude else 0.,
-                f0=f0, evaluations=n_eval[0], seconds=time.perf_counter() - t0)
+    return dict(sigma=lo, hi=hi, bound=bound, samples=samples, seed=seed, magnitude=magnitude,
+                floor=floor if magnitude else 0., f0=f0, evaluations=n_eval[0], seconds=time.perf_counter() - t0)
 
 def _pacbayes(magnitude:bool)->Callable:
     def compute(model, X, Y, exp, seed): return pacbayes_sigma(model, (X, Y), magnitude=magnitude, chunk=exp.chunk)
@@ -144,7 +150,7 @@ class Measure:
     title:str                        # what it is, in words (axis titles, correlation tables)
     doc:str                          # its one-line definition
     read:Callable                    # (result dict, eps) -> float, NaN where the run does not have it
-    compute:Callable|None=None       # (model, X, Y, exp, seed) -> what the store keeps (None: φ, measured by every run)
+    compute:Callable|None=None       # (model, X, Y, exp, seed) -> what the store keeps (None: φ, which every run has)
     gap:bool=True                    # the gap analysis ranks runs by it
     gap_preset:bool=False            # the gap presets compute it (fixed by the committed runs)
     def __repr__(self): return f"Measure({self.key!r}, {self.label!r}, {self.units})"
@@ -166,13 +172,15 @@ MEASURES = {m.key: m for m in [
             "ε-sharpness with the scale-invariant box |y_i| ≤ ε|x_i| (no +1)",
             _adaptive, _adaptive_phi, gap_preset=True),
     Measure('pacbayes', '1/σ′²', '1/weight²', 'PAC-Bayes flatness 1/σ′²',
-            "1/σ′², σ′ the largest std of an isotropic Gaussian weight perturbation raising the mean training loss by ≤ 0.1 (Jiang et al. 2020)",
+            "1/σ′², σ′ the largest std of an isotropic Gaussian weight perturbation raising the mean training loss "
+            "by ≤ 0.1 (Jiang et al. 2020)",
             _inv_sq('pacbayes'), _pacbayes(False)),
     Measure('pacbayes_mag', '1/α′²', '1 (relative)', 'magnitude-aware PAC-Bayes flatness 1/α′²',
             "1/α′², the same with each weight's std α|w_i| (floor 1e-3): scale-invariant (Jiang et al. 2020)",
             _inv_sq('pacbayes_mag'), _pacbayes(True)),
     Measure('noise', 'B_simple', 'samples', 'gradient noise scale B_simple at the end',
-            "gradient noise scale B_simple = tr Σ / |G|² (batches of 64 against the whole set, 32 draws, the trial's seed)",
+            "gradient noise scale B_simple = tr Σ / |G|² (batches of 64 against the whole set, 32 draws, "
+            "the trial's seed)",
             _read_extra('noise', 'B_simple'), _noise, gap=False),
 ]}
 
