@@ -17,6 +17,7 @@ from .hooks import train_kwargs, REMEDIES, remedy_options
 from .sharpness import sharpness, FAST_LBFGSB
 from .measures import EXTRAS, TRACE_PROBES, sharp_kwargs, measure_extras
 from .landscape import parametric, plot_line
+from .tracking import Tracker
 
 # %% auto #0
 __all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'PROTOCOLS', 'read_json', 'cpu_features', 'environment', 'load_data', 'save_model',
@@ -220,6 +221,7 @@ def run_one(exp:Experiment, data:Dataset, x0:dict, trial:int, regime:str, d:Path
               lr=exp.lr, seed=seed,
               chunk=exp.chunk, checkpoint_dir=d/'checkpoints', keep=None if keep_checkpoints else 1, resume=True, quiet=quiet)
     kw.update(_remedy_kw(exp, regime, data, batch, sb_hist))
+    if exp.track is not None: kw['track'] = Tracker.from_dict(exp.track)
     hist = train(model, data, batch=batch, **kw)
     save_model(model, d/'model.pt')
     X, Y = _sharp_data(exp, data)
@@ -331,6 +333,9 @@ def _check_fields(exp:Experiment):
             bad(f"remedy_regimes={list(exp.remedy_regimes)} names regimes not in regimes {list(exp.regimes)}")
     unknown = sorted(set(exp.extras) - set(EXTRAS))
     if unknown: bad(f"unknown extras {unknown}; known: {sorted(EXTRAS)}")
+    if exp.track is not None:
+        try: Tracker.from_dict(exp.track)
+        except ValueError as e: bad(f"track={json.dumps(exp.track)}: {e}")
 
 def validate(exp:Experiment,   # the experiment to check before any work
              here:bool=True     # False: the work runs on other machines (Slurm jobs), whose device is not checked here (the rest runs on the CPU)
@@ -346,6 +351,10 @@ def validate(exp:Experiment,   # the experiment to check before any work
         except (TypeError, ValueError) as e: raise ValueError(f"experiment {exp.name!r}: regimes[{r!r}]: {e}") from None
     model = init_model(exp.network, exp.seed, bn=exp.bn, init=exp.init).to(exp.device)
     check_fits(model, data.Xtr[:2], data.Ytr, f"the data set {exp.dataset!r}")
+    n_eval = None if exp.track is None else Tracker.from_dict(exp.track).n_eval
+    if n_eval is not None and n_eval > len(data.Xtr):
+        raise ValueError(f"experiment {exp.name!r}: track n_eval={n_eval} exceeds the {len(data.Xtr)} training samples; "
+                         f"use n_eval <= {len(data.Xtr)}, or null for all")
     return data
 
 # %% ../nbs/05_experiments.ipynb #c21505cf

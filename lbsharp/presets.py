@@ -76,6 +76,7 @@ class Experiment:
     remedy_kw:dict = field(default_factory=dict)  # its options
     remedy_regimes:tuple = ('LB',)    # regimes the remedy applies to
     extras:tuple = ()                 # more measurements at each solution: 'lam_max', 'noise' (see `EXTRAS`)
+    track:dict|None = None            # measure along training: `lbsharp.tracking.Tracker` settings, e.g. {"every": 2}; None: off
     note:str = ''                     # free text shown in reports (e.g. a data-set substitution)
 
 # %% ../nbs/04a_presets.ipynb #b20b2f7a

@@ -262,13 +262,20 @@ def write_json(path:str|Path,     # destination (parent folders are created)
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 # %% ../nbs/02_training.ipynb #74288c65
-_TIMING = ('seconds', 'eval_seconds')
+_TIMING = ('seconds', 'eval_seconds', 'track_seconds')
 
 class History:
     "Per-epoch record of a training run: `config`, `log` (one dict per epoch, row 0 = x0) and `stop` reason."
     def __init__(self, config:dict, log:list|None=None, stop:str|None=None):
         self.config, self.log, self.stop = config, list(log or []), stop
     def __getitem__(self, key:str)->list: return [r[key] for r in self.log]
+    def tracked(self, key:str)->tuple[list, list]:
+        "(epochs, values) of quantity `key` of the `track` hook, over the rows where it was measured."
+        rows = [r for r in self.log if key in (r.get('track') or {})]
+        if not rows and self.log:
+            seen = sorted({k for r in self.log for k in (r.get('track') or {})})
+            raise KeyError(f"no tracked quantity {key!r} in this run; tracked: {seen or 'none (train(..., track=...) was not given)'}")
+        return [r['epoch'] for r in rows], [r['track'][key] for r in rows]
     def __len__(self): return len(self.log)
     @property
     def final(self)->dict: return self.log[-1]
@@ -372,8 +379,14 @@ def _check_batch(B:int, n:int, world:int, bn:bool):
                          f"for {world} process(es); {'BatchNorm needs 2' if bn else 'each needs 1'}: choose a batch size with "
                          f"n % batch == 0 or n % batch >= {need*world}")
 
-def _check_model_data(model, data, Xtr, Ytr):
-    "Network input shape and class count match the data; labels in range."
+def _logits_model(model:nn.Module, out)->nn.Module:
+    "The model as the loop calls it: itself when it returns a logits tensor, else seen through `lbsharp.sharpness.Outputs`."
+    if isinstance(out, Tensor) and out.dim() > 1: return model
+    from .sharpness import Outputs   # the batch/loss contract (read only for models that return tuples, dicts, .logits)
+    return Outputs(model)
+
+def _check_model_data(model, data, Xtr, Ytr)->nn.Module:
+    "Network input shape and class count match the data; labels in range. The model as the loop must call it (`_logits_model`)."
     n_classes = getattr(data, 'n_classes', None) or int(Ytr.max()) + 1
     in_shape = tuple(getattr(data, 'input_shape', None) or Xtr.shape[1:])
     name = getattr(data, 'name', 'the data')
@@ -390,14 +403,31 @@ def _check_model_data(model, data, Xtr, Ytr):
     except RuntimeError as e:
         raise ValueError(f"the network cannot take {name}'s inputs of shape {in_shape}: {e}") from None
     finally: model.train(was)
+    net = _logits_model(model, out)
+    if net is not model: out = net.pick(out)   # a tuple's first item, a dict's or an object's .logits (else a clear TypeError)
     if out.ndim != 2 or out.shape[1] != n_classes:
         raise ValueError(f"the network outputs shape {tuple(out.shape[1:])} per sample but {name} has {n_classes} classes; "
                          f"it must output {n_classes} logits")
     if int(Ytr.min()) < 0 or int(Ytr.max()) >= n_classes:
         raise ValueError(f"labels of {name} must lie in [0, {n_classes}); found [{int(Ytr.min())}, {int(Ytr.max())}]")
+    return net
+
+def _check_data(data):
+    "`train` takes an lbsharp `Dataset` (or any object with tensors Xtr, Ytr, Xte, Yte): refuse anything else, naming it."
+    miss = [k for k in ('Xtr', 'Ytr', 'Xte', 'Yte') if not hasattr(data, k)]
+    if miss: raise TypeError(f"train takes an lbsharp Dataset (tensors Xtr, Ytr, Xte, Yte, e.g. lbs.load('mnist1d')), not a "
+                             f"{type(data).__name__} without {miss}; wrap tensors with lbsharp.data.Dataset(Xtr, Ytr, Xte, Yte, ...)")
+    for k in ('Xtr', 'Ytr', 'Xte', 'Yte'):
+        v = getattr(data, k)
+        if isinstance(v, dict) or not isinstance(v, Tensor):
+            raise TypeError(f"data.{k} is a {type(v).__name__}: train indexes one input tensor and one label tensor on the device "
+                            "each step, so dict batches (named inputs) are not supported in training (the measurements "
+                            "lbs.sharpness, lbs.hessian_spectrum and lbs.landscape take them); give tensors, and a model that "
+                            "returns logits, a tuple whose first item is the logits, or an object/dict with .logits")
 
 def _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world, min_delta=0., target=None):
-    "Validate everything `train` gets; the data on the model's device and dtype, and the batch size."
+    "Validate everything `train` gets; the data on the model's device and dtype, the batch size, the model as the loop calls it."
+    _check_data(data)
     for k, v in hooks.items():
         if v is not None and not callable(v): raise TypeError(f"{k}={v!r} must be a function or None")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
@@ -417,8 +447,8 @@ def _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hoo
     for split, m in (('training', len(X)), ('test', len(Xte))):
         if bn and m % chunk == 1: raise ValueError(f"chunk={chunk} leaves a last evaluation chunk of 1 sample of the {split} set "
                                                    f"({m} samples), which BatchNorm cannot normalise; choose another chunk size")
-    _check_model_data(model, data, X, Y)
-    return X, Y, Xte, Yte, B, bn
+    net = _check_model_data(model, data, X, Y)
+    return X, Y, Xte, Yte, B, bn, net
 
 # %% ../nbs/02_training.ipynb #8f732ced
 def _metrics(model, X, Y, Xte, Yte, chunk, rank, world)->dict:
@@ -441,10 +471,10 @@ def _epoch_loss(losses:list, sizes:list, epoch:int, u0:int, world:int)->float:
     if world > 1: dist.all_reduce(tot)
     return (tot[0]/tot[1]).item()
 
-_RESUME_SAME = ('batch', 'seed', 'optimizer', 'opt', 'n_train', 'world_size', 'hooks')
+_RESUME_SAME = ('batch', 'seed', 'optimizer', 'opt', 'n_train', 'world_size', 'hooks', 'track')
 
-def _restore(path, config, model, opt, gen, rank, dev)->History:
-    "Load a run's state from checkpoint `path` into model, optimizer, generator and global RNG; its history."
+def _restore(path, config, model, opt, gen, rank, dev, track=None)->History:
+    "Load a run's state from checkpoint `path` into model, optimizer, generator, global RNG (and the `track` hook); its history."
     ck = load_checkpoint(path)
     diff = [k for k in _RESUME_SAME if ck['config'].get(k) != config[k]]
     if diff: raise ValueError(f"cannot resume from {path}: settings {diff} differ from the checkpoint's "
@@ -452,9 +482,10 @@ def _restore(path, config, model, opt, gen, rank, dev)->History:
     model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt']); gen.set_state(ck['gen'])
     torch.set_rng_state(ck['rng'][rank])
     if dev.type == 'cuda' and ck.get('cuda_rng'): torch.cuda.set_rng_state(ck['cuda_rng'][rank], dev)
+    if ck.get('track') is not None and hasattr(track, 'load_state_dict'): track.load_state_dict(ck['track'])
     return History(config, ck['history']['log'])
 
-def _checkpoint(d, epoch, model, opt, gen, hist, rank, world, dev, keep):
+def _checkpoint(d, epoch, model, opt, gen, hist, rank, world, dev, keep, track=None):
     "Rank 0 writes the resumable state of `epoch` into `d` (random states gathered from all processes)."
     if d is None: return
     rng = [torch.get_rng_state()]
@@ -464,10 +495,28 @@ def _checkpoint(d, epoch, model, opt, gen, hist, rank, world, dev, keep):
         if cuda_rng: cuda_rng = [None]*world; dist.all_gather_object(cuda_rng, torch.cuda.get_rng_state(dev))
     if rank == 0:
         save_checkpoint(dict(model=model.state_dict(), opt=opt.state_dict(), gen=gen.get_state(), rng=rng, cuda_rng=cuda_rng,
-                             history=hist.to_dict(), config=hist.config, epoch=epoch), _ckpt_path(d, epoch))
+                             history=hist.to_dict(), config=hist.config, epoch=epoch,
+                             track=track.state_dict() if hasattr(track, 'state_dict') else None), _ckpt_path(d, epoch))
         if keep is not None:
             for p in checkpoints(d)[:-keep]: p.unlink()
     if world > 1: dist.barrier()   # every process sees the checkpoint before any moves on
+def _tracked(track, model, X, Y, epoch, row, dev):
+    "Call the `track` hook at `epoch` (outside the random streams of training); its numbers and wall time go into `row`."
+    t = time.perf_counter()
+    with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []):
+        out = track(model, (X, Y), epoch)
+    if not isinstance(out, dict): raise TypeError(f"track returned a {type(out).__name__} at epoch {epoch}; it must return a dict of numbers")
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+    row['track'], row['track_seconds'] = jsonable(out), time.perf_counter() - t
+
+def _track_every(track)->int:
+    "How often the `track` hook runs: its `every` attribute (epochs; 1 for a plain function)."
+    if track is None: return 1
+    if not callable(track): raise TypeError(f"track={track!r} must be a function track(model, (X, Y), epoch) -> dict, or None")
+    k = getattr(track, 'every', 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise ValueError(f"track.every={k!r} must be a positive int (epochs)")
+    return k
+
 
 # %% ../nbs/02_training.ipynb #3769955c
 def train(model:nn.Module,        # network returning logits, trained in place (device and dtype are the model's)
@@ -491,11 +540,13 @@ def train(model:nn.Module,        # network returning logits, trained in place (
           lr_schedule:Callable|None=None, # hook `lr_schedule(update) -> lr`
           batch_schedule:Callable|None=None, # hook `batch_schedule(epoch) -> batch` (int or fraction; epoch is 1-based)
           augment:Callable|None=None, # hook `augment(xb) -> xb`
+          track:Callable|None=None, # hook `track(model, (X, Y), epoch) -> dict` at x0, every `track.every` epochs and the last (e.g. `lbsharp.tracking.Tracker`)
          )->History:
     "Train `model` on `data` with the paper's protocol (Adam, fixed batch, reshuffled epochs); per-epoch `History`."
     rank, world = dist_info()
     hooks = dict(step=step, lr_schedule=lr_schedule, batch_schedule=batch_schedule, augment=augment)
-    X, Y, Xte, Yte, B, bn = _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world, min_delta, target)
+    X, Y, Xte, Yte, B, bn, net = _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hooks, world, min_delta, target)
+    every = _track_every(track)
     n, dev = len(X), X.device
     opt = make_optimizer(model.parameters(), optimizer, lr, opt_kw)
     config = jsonable(dict(
@@ -503,7 +554,7 @@ def train(model:nn.Module,        # network returning logits, trained in place (
         min_delta=None if epochs else min_delta, max_epochs=None if epochs else max_epochs,
         target=None if epochs else target, optimizer=optimizer,
         opt={k: v for k, v in opt.defaults.items() if not callable(v)}, seed=seed, chunk=chunk,
-        hooks={k: v for k, v in hooks.items() if v is not None}, model=getattr(model, 'spec', None),
+        hooks={k: v for k, v in hooks.items() if v is not None}, track=track, model=getattr(model, 'spec', None),
         data=getattr(data, 'meta', None) or getattr(data, 'name', None), world_size=world, device=str(dev),
         dtype=str(X.dtype), torch=torch.__version__))
     found = checkpoints(checkpoint_dir) if checkpoint_dir is not None else []
@@ -513,17 +564,18 @@ def train(model:nn.Module,        # network returning logits, trained in place (
     if found and rank == 0:                                   # partial writes of a killed run
         for p in Path(checkpoint_dir).glob('epoch_*.pt.*.tmp'): p.unlink()
     gen = torch.Generator().manual_seed(seed)                 # data order, identical on every device and process
-    fwd = _DDP(model, device_ids=[dev.index] if dev.type == 'cuda' else None, **_DDP_LOCAL_BUFFERS) if world > 1 else model
-    metrics = lambda: _metrics(model, X, Y, Xte, Yte, chunk, rank, world)
+    fwd = _DDP(net, device_ids=[dev.index] if dev.type == 'cuda' else None, **_DDP_LOCAL_BUFFERS) if world > 1 else net
+    metrics = lambda: _metrics(net, X, Y, Xte, Yte, chunk, rank, world)
     with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []):
         torch.manual_seed(seed + 7919*rank)                   # dropout and augmentation
         if found:
-            hist = _restore(found[-1], config, model, opt, gen, rank, dev)
+            hist = _restore(found[-1], config, model, opt, gen, rank, dev, track)
             hist.stop = _stop_reason(hist['train_loss'], hist.final['epoch'], epochs, patience, min_delta, max_epochs, target)
             if hist.stop is not None: return hist             # finished under these settings (more epochs continue it)
         else:
             hist = History(config, [dict(epoch=0, updates=0, batch=None, lr=None, batch_loss=None, **metrics(), seconds=0.)])
-            _checkpoint(checkpoint_dir, 0, model, opt, gen, hist, rank, world, dev, keep)
+            if track is not None: _tracked(track, model, X, Y, 0, hist.final, dev)
+            _checkpoint(checkpoint_dir, 0, model, opt, gen, hist, rank, world, dev, keep, track)
         updates = hist.final['updates']
         pb = progress(range(hist.final['epoch']+1, (epochs or max_epochs)+1), quiet=quiet or rank != 0, label=f'epochs (batch {B})')
         for epoch in pb:
@@ -546,7 +598,8 @@ def train(model:nn.Module,        # network returning logits, trained in place (
                                  batch_loss=_epoch_loss(losses, sizes, epoch, u0, world), **metrics(), seconds=seconds))
             pb.comment = f"train loss {hist.final['train_loss']:.4g} acc {hist.final['train_acc']:.4f} | test acc {hist.final['test_acc']:.4f}"
             hist.stop = _stop_reason(hist['train_loss'], epoch, epochs, patience, min_delta, max_epochs, target)
-            _checkpoint(checkpoint_dir, epoch, model, opt, gen, hist, rank, world, dev, keep)
+            if track is not None and (epoch % every == 0 or hist.stop is not None): _tracked(track, model, X, Y, epoch, hist.final, dev)
+            _checkpoint(checkpoint_dir, epoch, model, opt, gen, hist, rank, world, dev, keep, track)
             if hist.stop is not None: break
     return hist
 
