@@ -124,7 +124,7 @@ def gap_summary(rows:list)->list: # one dict per configuration (label), baseline
                         **{k: _ms([r[k] for r in rs]) for k in _COLS}))
     return out
 
-def _cell(m, spec='.3g', sd='.2g')->str: return 'not measured' if m[2] == 0 else pm(m, spec, sd)
+def _cell(m, spec='.3g', sd='.2g')->str: return pm(m, spec, sd, missing='not measured')
 
 def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
     "One row per configuration: test accuracy, both gaps, every measure, updates, epochs, training time; ⚠ at the cap."

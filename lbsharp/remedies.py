@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from .networks import NetTable
 from .training import init_model, plain_step, make_optimizer
 from .experiments import load_runs
-from .report import _ms
+from .report import _ms, pm
 from .measures import MEASURES, read_measure
 
 # %% auto #0
@@ -149,10 +149,7 @@ def summarize_remedies(res:dict)->list: # one dict per (remedy, regime), ranked 
                   key=lambda s: (s['regime'] != 'LB', -np.nan_to_num(s['gap_closed'][0], nan=-1e9)))
     return base + rest
 
-def _pm(m, digits=2, pct=False):
-    if m[2] == 0 or not np.isfinite(m[0]): return '—'
-    f = f"{{:.{digits}f}}"
-    return f.format(m[0]) + ('' if m[2] < 2 else ' ± ' + f.format(m[1])) + ('%' if pct else '')
+def _pm(m, digits=2, pct=False): return pm(m, f'.{digits}f', f'.{digits}f', '%' if pct else '', missing='—')
 
 def remedy_table(summary:list)->NetTable: # rows that display as a Markdown table
     "The ranked remedies table: accuracy, sharpness, and the gaps closed, mean ± std over trials."

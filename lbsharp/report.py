@@ -67,13 +67,14 @@ PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
 CAP = '⚠'  # marks a regime whose runs hit the epoch cap
 
-def pm(m,                 # (mean, std, n) from summarize, a paper (mean, std), or None
+def pm(m,                 # (mean, std, n) from summarize or `_ms`, a paper (mean, std), or None
        spec:str='.3g',    # format of the mean
        sd:str='.2g',      # format of the std
-       unit:str=''        # appended to both, e.g. '%'
+       unit:str='',       # appended to both, e.g. '%'
+       missing:str='–'    # what a missing value reads (None, no finite value: n = 0, or a NaN mean)
       )->str:
-    "'mean ± std', just the value for a single trial, '–' when missing."
-    if m is None: return '–'
+    "'mean ± std', just the value for a single trial, `missing` when there is none: the package's one mean ± std formatter."
+    if m is None or (len(m) == 3 and m[2] == 0) or not np.isfinite(m[0]): return missing
     if len(m) == 3 and m[2] == 1: return f'{m[0]:{spec}}{unit}'
     return f'{m[0]:{spec}}{unit} ± {m[1]:{sd}}{unit}'
 
