@@ -1,7 +1,7 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
-The modules are the tutorial's chapters (data → networks → training → hooks → sharpness → measure → curvature →
-operators → landscape → presets → experiments → report → remedies → gap → cli); this file only gathers their public
+The modules are the tutorial's chapters (data → networks → training → hooks → estimators → sharpness → measure →
+curvature → operators → measures → landscape → presets → experiments → report → cluster → remedies → gap → cli); this file only gathers their public
 entry points.
 `lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with
 `from lbsharp.sharpness import ...` / `from lbsharp.landscape import ...`.
@@ -15,7 +15,8 @@ from .training import train, init_model, evaluate, History
 from .hooks import REMEDIES, train_kwargs, noise_scale
 from .sharpness import Hessian, Sharpness, train_tensors
 from .measure import sharpness, hessian_spectrum, Spectrum
-from .curvature import spectral_density, hutchinson, hutchpp, SpectralDensity
+from .estimators import hutchinson
+from .curvature import spectral_density, hutchpp, SpectralDensity
 from .operators import GGN, Fisher, layer_spectra, LayerSpectra
 from .landscape import landscape, parametric, plot_line, plot_contour
 from .presets import Experiment, preset, PRESETS, REMEDY_PRESETS

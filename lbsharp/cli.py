@@ -8,10 +8,11 @@ import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
 from .sharpness import sharpness, eval_mode
 from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
-                                 read_json, load_data, sharp_kwargs, _sharp_data, units, unit_name, PAPER, UnitBusy,
+                                 read_json, load_data, _sharp_data, units, unit_name, PAPER, UnitBusy,
                                  FORMAT, environment, validate, check_device, check_fits)
 from .training import write_json
 from .report import report, summarize, table, headline, verdict, DATASET_NAMES, PAPER_DATA, CAP, pm, stops_text, rule_text
+from .measures import sharp_kwargs
 from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
 
 # %% auto #0

@@ -11,46 +11,11 @@ import torch
 from torch import Tensor
 from fastcore.basics import patch
 from .training import evaluate, progress
-from .sharpness import Hessian, _grad
+from .sharpness import Hessian
+from .estimators import _like, _mm, rademacher, TraceEstimate, hutchinson
 
 # %% auto #0
-__all__ = ['Matrix', 'rademacher', 'lanczos', 'SpectralDensity', 'spectral_density', 'TraceEstimate', 'hutchinson', 'hutchpp']
-
-# %% ../nbs/03b_curvature.ipynb #c1224cc3
-def _batched_rows(g:Tensor, params:list, Vt:Tensor)->Tensor:  # k×n: the rows (H v_i)ᵀ of this chunk
-    "One batched backward of the gradient graph `g` along the k rows of `Vt`."
-    gs = torch.autograd.grad(g, params, grad_outputs=Vt, retain_graph=True, is_grads_batched=True,
-                             allow_unused=True, materialize_grads=True)
-    return torch.cat([x.reshape(len(Vt), -1) for x in gs], 1)
-
-@patch
-def mm(self:Hessian,
-       V:Tensor,              # n×k block of vectors (a flat vector is taken as n×1)
-       fresh:bool=False,      # rebuild the gradient graphs instead of using the kept ones (retain)
-       batched:bool|None=None # one vmap-batched backward per chunk; False: k backwards; None: batched off the CPU
-      )->Tensor:              # H @ V, n×k (or n for a flat V)
-    "H @ V: k Hessian-vector products in one pass over the data, sharing each chunk's forward and gradient graph."
-    one = V.ndim == 1
-    if one: V = V[:, None]
-    if V.ndim != 2 or V.shape[0] != self.n:
-        raise ValueError(f"V has shape {tuple(V.shape)}; it must be n×k with n={self.n} (the number of trainable parameters)")
-    q = self.params[0]
-    Vt = V.T.to(q.device, q.dtype).contiguous()
-    out = torch.zeros_like(Vt)
-    if batched is None: batched = q.device.type != 'cpu'
-    def hv(g):
-        if not g.requires_grad: return
-        if batched: out.add_(_batched_rows(g, self.params, Vt))
-        else:
-            for i, v in enumerate(Vt): out[i].add_(_grad(g @ v, self.params, retain_graph=True))
-    if self.retain and not fresh:
-        if self._graphs is None or self._graphs[0] != self._weights_id(): self._build()
-        for g in self._graphs[1]: hv(g)
-    else:
-        evaluate(self.model, self.X, self.Y, self.chunk, loss_fn=self.loss_fn,
-                 per_chunk=lambda share: hv(_grad(share, self.params, create_graph=True)))
-    self.products += V.shape[1]
-    return out[0] if one else out.T
+__all__ = ['Matrix', 'lanczos', 'SpectralDensity', 'spectral_density', 'hutchpp']
 
 # %% ../nbs/03b_curvature.ipynb #27dbda0f
 class Matrix:
@@ -63,25 +28,6 @@ class Matrix:
         "M @ V."
         self.products += V.shape[1] if V.ndim == 2 else 1
         return self.M @ V.to(self.M.dtype)
-
-def _like(op)->tuple:  # (device, dtype) of the operator's vectors
-    t = op.params[0] if hasattr(op, 'params') else op.M
-    return t.device, t.dtype
-
-def _mm(op, V:Tensor, block:int)->Tensor:
-    "op @ V, at most `block` columns per call."
-    return torch.cat([op.mm(V[:, i:i+block]) for i in range(0, V.shape[1], block)], 1)
-
-def rademacher(n:int,      # length
-               k:int,      # number of vectors
-               seed:int,   # seed (a CPU generator: the same vectors on every device)
-               op:Hessian|Matrix|None=None # put them on this operator's device and dtype
-              )->Tensor:   # n×k of ±1
-    "k Rademacher vectors, drawn on the CPU so that a seed means the same vectors everywhere."
-    v = (2*torch.randint(0, 2, (n, k), generator=torch.Generator().manual_seed(seed)) - 1).double()
-    if op is None: return v
-    dev, dt = _like(op)
-    return v.to(dev, dt)
 
 # %% ../nbs/03b_curvature.ipynb #cb887448
 def lanczos(op,                 # operator with n and mm (a Hessian, a Matrix)
@@ -233,35 +179,6 @@ def from_dict(cls:SpectralDensity, d:dict)->SpectralDensity:
     return cls(**{**d, 'nodes': np.array(d['nodes']), 'weights': np.array(d['weights'])})
 
 # %% ../nbs/03b_curvature.ipynb #af6ce240
-@dataclass
-class TraceEstimate:
-    "An estimate of tr(H), its standard error and its cost."
-    estimate:float      # the estimate of tr(H)
-    stderr:float        # its standard error (Hutch++: of the remainder, conditional on the sketch)
-    products:int        # Hessian-vector products spent
-    method:str          # 'hutchinson' or 'hutch++'
-    seconds:float=0.    # wall time
-    exact_part:float=0. # Hutch++: tr(QᵀHQ), computed exactly
-    sketch:int=0        # Hutch++: columns of the sketch Q
-    samples:list=field(default_factory=list, repr=False)  # per-probe values of the stochastic part
-    def __repr__(self): return f"TraceEstimate({self.estimate:.6g} ± {self.stderr:.2g}, {self.method}, products={self.products})"
-    @property
-    def std(self)->float: return float(np.std(self.samples, ddof=1))  # per-probe standard deviation of the stochastic part
-    def to_dict(self)->dict: return {f.name: getattr(self, f.name) for f in fields(self)}
-
-def hutchinson(op,                # operator with n and mm
-               products:int=100,  # Rademacher probes (one product each)
-               seed:int=0,        # seed of the probes
-               block:int=10       # probes per mm call
-              )->TraceEstimate:
-    "Hutchinson's estimate of tr(op) with its standard error."
-    if products < 2: raise ValueError(f"products={products} must be >= 2 to give a standard error")
-    t0 = time.perf_counter()
-    G = rademacher(op.n, products, seed, op)
-    t = (G*_mm(op, G, block)).sum(0).double().cpu().numpy()
-    return TraceEstimate(float(t.mean()), float(t.std(ddof=1)/math.sqrt(products)), products, 'hutchinson',
-                         time.perf_counter() - t0, samples=t.tolist())
-
 def hutchpp(op,                 # operator with n and mm
             products:int=99,    # total products: a third sketch, a third exact part, the rest remainder probes
             seed:int=0,         # seed of the sketch and the probes

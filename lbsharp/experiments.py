@@ -4,27 +4,26 @@
 
 # %% ../nbs/05_experiments.ipynb #ae5be60b
 from __future__ import annotations
-import json, os, platform, time, math, dataclasses, csv, io, shutil, socket, subprocess
+import json, os, platform, time, math, dataclasses, csv, io, shutil, socket, subprocess, sys, inspect
 from pathlib import Path
 import numpy as np, torch, scipy, fastprogress
-import lbsharp
 from .data import load, Dataset, subset_indices
 from .networks import build, NETWORKS, lookup, BN_MODES, INITS
 from .presets import (PAPER, Experiment, exp_from_dict, exp_to_dict, _FIELDS, PRESETS, MNIST1D_PROTOCOL, REMEDY_PRESETS,
                              all_presets, preset)
 from .training import (evaluate, progress, progress_jobs, train, init_model, History, resolve_batch, save_checkpoint,
                               load_checkpoint, checkpoints, write_json)
-from .hooks import train_kwargs, noise_scale, REMEDIES, remedy_options
-from .sharpness import sharpness, Hessian, FAST_LBFGSB
-from .curvature import hutchinson
+from .hooks import train_kwargs, REMEDIES, remedy_options
+from .sharpness import sharpness, FAST_LBFGSB
+from .measures import EXTRAS, TRACE_PROBES, sharp_kwargs, measure_extras
 from .landscape import parametric, plot_line
 from .tracking import Tracker
 
 # %% auto #0
-__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'TRACE_PROBES', 'EXTRAS', 'PROTOCOLS', 'read_json', 'cpu_features', 'environment',
-           'load_data', 'save_model', 'load_model', 'sharp_kwargs', 'measure_extras', 'measure_model', 'run_one',
-           'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit',
-           'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory', 'export_results']
+__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'PROTOCOLS', 'read_json', 'cpu_features', 'environment', 'load_data', 'save_model',
+           'load_model', 'measure_model', 'run_one', 'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name',
+           'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory',
+           'export_results']
 
 # %% ../nbs/05_experiments.ipynb #21187ca5
 FORMAT = 'lbsharp-run/1'
@@ -56,7 +55,12 @@ def _git(root:Path)->dict:
     if head.returncode or status.returncode: return none
     return dict(git_commit=head.stdout.strip(), git_dirty=bool(status.stdout.strip()))
 
-_CODE = _git(Path(lbsharp.__file__).resolve().parent.parent)  # read once, at import: the code this process runs
+_CODE = {}   # the commit of the code this process runs: read once, when the first result is written (nothing runs at import)
+
+def _code()->dict:
+    "`_git` of the checkout holding this package's code, read on first use and kept."
+    if not _CODE: _CODE.update(_git(Path(inspect.getfile(Experiment)).resolve().parent.parent))
+    return _CODE
 
 REPRODUCIBLE_ENV = {'MKL_CBWR': 'AVX2,STRICT',        # MKL's conditional numerical reproducibility: AVX2 code paths on any CPU
                     'ATEN_CPU_CAPABILITY': 'avx2',    # PyTorch's own CPU kernels (reductions, BatchNorm, losses) at AVX2
@@ -83,7 +87,7 @@ def cpu_features()->dict:
 
 def environment(device='cpu')->dict:
     "Code version (git commit, dirty), library versions, device, CPU (model, vendor, instruction-set flags), threads, numerics pins and L-BFGS-B path, recorded with every result."
-    d = dict(lbsharp=lbsharp.__version__, **_CODE,
+    d = dict(lbsharp=getattr(sys.modules.get('lbsharp'), '__version__', None), **_code(),
              torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__, fastprogress=fastprogress.__version__,
              python=platform.python_version(), platform=platform.platform(), device=str(device),
              cpu=_cpu(), **cpu_features(), threads=torch.get_num_threads(), numerics={k: os.environ.get(k) for k in REPRODUCIBLE_ENV},
@@ -167,34 +171,6 @@ def _sharp_data(exp:Experiment, data:Dataset):
     i = subset_indices(len(data.Xtr), exp.sharp_subset)
     i = i.to(data.Xtr.device)
     return data.Xtr[i], data.Ytr[i]
-
-def sharp_kwargs(exp:Experiment, eps:float, p:int|None=None)->dict:
-    "The options of `sharpness` for one measurement of `exp` (also used by `lbsharp sharpness` to remeasure a run)."
-    kw = dict(eps=eps, iters=exp.sharp_iters, chunk=exp.chunk)
-    if p: kw.update(p=p, dist=exp.A_dist, seed=exp.A_seed)
-    if exp.sharp_solver: kw['solver'] = exp.sharp_solver
-    return kw
-
-TRACE_PROBES = 30  # Rademacher probes of the 'trace' extra (seed 0: the same probes at every solution)
-
-EXTRAS = {'lam_max': 'largest Hessian eigenvalue of f (Lanczos on exact Hessian-vector products, 1 % tolerance)',
-          'noise': "gradient noise scale B_simple (`lbsharp.hooks.noise_scale`: batches of 64 against the whole set, 32 draws, the trial's seed)",
-          'trace': f"Hessian trace of f (Hutchinson, `lbsharp.curvature.hutchinson`: {TRACE_PROBES} Rademacher probes, seed 0, with its standard error)",
-          'adaptive': "adaptive ε-sharpness at eps[0] in the full space (`sharpness(..., adaptive=True)`: box ε|x_i|, scale-invariant)"}
-
-def measure_extras(exp:Experiment, model, X, Y, seed:int)->dict:
-    "The extra measurements `exp.extras` at `model` on the data (X, Y) that define f (shapes: see `EXTRAS` and the table above)."
-    bad = sorted(set(exp.extras) - set(EXTRAS))
-    if bad: raise ValueError(f"unknown extras {bad}; known: {sorted(EXTRAS)}")
-    out = {}
-    if 'lam_max' in exp.extras: out['lam_max'] = float(Hessian(model, (X, Y), chunk=exp.chunk).eigenvalues(k=1, tol=1e-2)[0])
-    if 'noise' in exp.extras: out['noise'] = noise_scale(model, (X, Y), seed=seed, chunk=exp.chunk)
-    if 'trace' in exp.extras:
-        t = hutchinson(Hessian(model, (X, Y), chunk=exp.chunk), products=TRACE_PROBES, seed=0)
-        out['trace'] = dict(estimate=t.estimate, stderr=t.stderr, products=t.products, method=t.method, seconds=t.seconds)
-    if 'adaptive' in exp.extras:
-        out['adaptive'] = {**sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0])).to_dict(), 'subset': exp.sharp_subset}
-    return out
 
 def _stored(f:Path, exp:Experiment, eps:float, p:int|None)->dict:
     "A measurement stored by an earlier (killed) owner of the run, if it was made with `exp`'s settings; else an error naming them."

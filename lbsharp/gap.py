@@ -12,64 +12,18 @@ from scipy.stats import kendalltau
 from .networks import NetTable
 from .experiments import load_runs, read_json
 from .report import _ms, pm, CAP, run_seconds, summarize
+from .measures import MEASURES, RANKED, read_measure
 
 # %% auto #0
-__all__ = ['DATASETS', 'ARMS', 'MEASURES', 'GAPS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'measure', 'arm_name', 'gap_dirs',
-           'collect_runs', 'missing_arms', 'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table',
-           'link_breakers', 'accuracy_gap', 'answers', 'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict',
-           'gap_headline', 'claims']
+__all__ = ['DATASETS', 'ARMS', 'GAPS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms',
+           'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap',
+           'answers', 'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
 ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear', 'sweep')  # the arms of `gap-<ds>-<arm>`
-MEASURES = {   # key: (label, one-line definition)
-    'phi_full': ('φ full', "ε-sharpness φ(ε, I): largest rise of f in the box |y_i| ≤ ε(|x_i|+1), over 1+f, ×100 (Metric 2.1)"),
-    'phi_sub':  ('φ subspace', "the same in a random p-dimensional subspace, y = A z, A with N(0, 1) entries"),
-    'lam_max':  ('λmax', "largest eigenvalue of the Hessian of the training loss (Lanczos on exact Hessian-vector products)"),
-    'trace':    ('tr H', "trace of the Hessian of the training loss (randomised estimate): summed, not top, curvature"),
-    'adaptive': ('φ adaptive', "ε-sharpness with the scale-invariant box |y_i| ≤ ε|x_i| (no +1)"),
-}
 GAPS = {'gap_acc': ('gap acc (points)', "train − test accuracy, percentage points"),
         'gap_loss': ('gap loss', "test − train cross-entropy")}
-
-# %% ../nbs/06a_gap.ipynb #c4032de5
-_NUM_KEYS = ('value', 'estimate', 'phi', 'mean', 'trace')
-
-def _num(v)->float:
-    "A stored measurement as a float: a number, the first of [estimate, error], or a dict's value field; NaN if absent."
-    if v is None or isinstance(v, bool): return math.nan
-    if isinstance(v, (int, float)): return float(v)
-    if isinstance(v, (list, tuple)): return _num(v[0]) if v else math.nan
-    if isinstance(v, dict): return next((_num(v[k]) for k in _NUM_KEYS if k in v), math.nan)
-    return math.nan
-
-def _phi(r:dict, space:str, eps:float, adaptive:bool=False)->float:
-    "φ of run `r` in `space` at `eps` from `r['sharpness']` (the paper's box, or the adaptive one); NaN if not measured."
-    return next((float(m['phi']) for m in r.get('sharpness') or [] if m.get('space') == space and m.get('phi') is not None
-                 and math.isclose(m.get('eps', math.nan), eps) and bool(m.get('adaptive')) == adaptive), math.nan)
-
-def _extra(r:dict, key:str): return (r.get('extras') or {}).get(key)
-
-def _adaptive(r:dict, eps:float)->float:
-    "Adaptive φ: `extras['adaptive']` (a number, a result dict, or a list of them per ε), else an adaptive `sharpness` entry."
-    v = _extra(r, 'adaptive')
-    if isinstance(v, list) and v and isinstance(v[0], dict):
-        v = next((m for m in v if math.isclose(m.get('eps', eps), eps) and m.get('space', 'full') == 'full'), None)
-    return _phi(r, 'full', eps, adaptive=True) if v is None else _num(v)
-
-_GET = {'phi_full': lambda r, eps: _phi(r, 'full', eps),
-        'phi_sub':  lambda r, eps: _phi(r, 'subspace', eps),
-        'lam_max':  lambda r, eps: _num(_extra(r, 'lam_max')),
-        'trace':    lambda r, eps: _num(_extra(r, 'trace')),
-        'adaptive': _adaptive}
-
-def measure(r:dict,     # one run of the store (a result.json)
-            key:str,    # a key of MEASURES
-            eps:float   # the ε of the φ measures (the experiment's first)
-           )->float:    # NaN where the run does not have it
-    "The measure `key` of run `r`: every measure is read from the store here and nowhere else."
-    if key not in _GET: raise KeyError(f"unknown measure {key!r}; known: {list(_GET)}")
-    return _GET[key](r, eps)
 
 # %% ../nbs/06a_gap.ipynb #d5a0fd20
 def arm_name(name:str)->str:
@@ -114,7 +68,7 @@ def collect_runs(results:str|Path='results', # folder holding the results direct
             rows.append(dict(ds=ds, arm=arm, label=label, regime=r['regime'], trial=r['trial'], seed=r['seed'], batch=B, eps=eps,
                              train_acc=100*f['train_acc'], test_acc=100*f['test_acc'], train_loss=f['train_loss'], test_loss=f['test_loss'],
                              gap_acc=100*(f['train_acc'] - f['test_acc']), gap_loss=f['test_loss'] - f['train_loss'],
-                             **{k: measure(r, k, eps) for k in MEASURES},
+                             **{k: read_measure(r, k, eps) for k in RANKED},
                              updates=f['updates'], epochs=f['epochs'], stop=f.get('stop'),
                              cap=bool(f.get('cap')) or f.get('stop') == 'max_epochs', seconds=f.get('train_seconds', math.nan), dir=d.name))
     return rows
@@ -154,7 +108,7 @@ def kendall(x, y,               # paired values (NaN pairs are left out)
     return dict(tau=float(t.statistic), lo=float(lo), hi=float(hi), p=float(t.pvalue), n=n)
 
 # %% ../nbs/06a_gap.ipynb #82b45ad7
-_COLS = ('test_acc', 'train_acc', 'gap_acc', 'gap_loss', *MEASURES, 'updates', 'epochs', 'seconds')
+_COLS = ('test_acc', 'train_acc', 'gap_acc', 'gap_loss', *RANKED, 'updates', 'epochs', 'seconds')
 
 def _label_order(lab:str, arm:str, batch:int)->tuple:
     return ({'SB': 0, 'LB': 1}.get(lab, 3 if arm == 'sweep' else 2), _arm_order(arm), batch, lab)
@@ -170,7 +124,7 @@ def gap_summary(rows:list)->list: # one dict per configuration (label), baseline
                         **{k: _ms([r[k] for r in rs]) for k in _COLS}))
     return out
 
-def _cell(m, spec='.3g', sd='.2g')->str: return 'not measured' if m[2] == 0 else pm(m, spec, sd)
+def _cell(m, spec='.3g', sd='.2g')->str: return pm(m, spec, sd, missing='not measured')
 
 def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
     "One row per configuration: test accuracy, both gaps, every measure, updates, epochs, training time; ⚠ at the cap."
@@ -179,7 +133,7 @@ def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
         row = {'run': s['label'] + (f" {CAP}{s['cap']}/{s['n']}" if s['cap'] else ''), 'seeds': s['n'], 'batch': s['batch'],
                'test acc %': _cell(s['test_acc'], '.1f', '.1f'), 'gap acc': _cell(s['gap_acc'], '.1f', '.1f'),
                'gap loss': _cell(s['gap_loss'], '.2f', '.2f')}
-        row.update({MEASURES[k][0]: _cell(s[k]) for k in MEASURES})
+        row.update({MEASURES[k].label: _cell(s[k]) for k in RANKED})
         row.update({'updates': _cell(s['updates'], '.0f', '.0f'), 'epochs': _cell(s['epochs'], '.0f', '.0f'),
                     'train s': _cell(s['seconds'], '.0f', '.0f')})
         t.append(row)
@@ -187,13 +141,13 @@ def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
 
 def tau_results(rows:list, **kw)->dict: # {(measure, gap): kendall result}
     "Kendall τ with its bootstrap interval of every measure against every gap, over all runs in `rows`."
-    return {(m, g): kendall([r[m] for r in rows], [r[g] for r in rows], **kw) for m in MEASURES for g in GAPS}
+    return {(m, g): kendall([r[m] for r in rows], [r[g] for r in rows], **kw) for m in RANKED for g in GAPS}
 
 def tau_table(taus:dict)->NetTable: # from tau_results: rows = measures, columns = gaps
     "τ [95 % bootstrap interval] (n runs) of each measure against each gap; 'not measured' below three runs."
     t = NetTable()
-    for m in MEASURES:
-        row = {'measure': MEASURES[m][0]}
+    for m in RANKED:
+        row = {'measure': MEASURES[m].label}
         for g in GAPS:
             k = taus[m, g]
             row[GAPS[g][0]] = 'not measured' if not np.isfinite(k['tau']) else f"{k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}] (n={k['n']})"
@@ -218,7 +172,7 @@ def link_breakers(rows:list,      # from collect_runs
     t = NetTable()
     col = lambda lab, c: _col(rows, lab, c)
     others = [s['label'] for s in gap_summary(rows) if s['label'] not in ('SB', 'LB')]
-    for m in MEASURES:
+    for m in RANKED:
         ms, ml = col('SB', m), col('LB', m)
         if not (len(ms) and len(ml)): continue
         log = all((col(l, m) > 0).all() for l in ['SB', 'LB', *others])
@@ -226,7 +180,7 @@ def link_breakers(rows:list,      # from collect_runs
         for g in GAPS:
             gs, gl = col('SB', g), col('LB', g); sg = _pooled(gs, gl); Gs, Gl = np.median(gs), np.median(gl)
             if not (Ml - Ms > k*sm and Gl - Gs > k*sg):
-                if notes: t.append({'run': '(baselines)', 'measure': MEASURES[m][0], 'gap': GAPS[g][0], 'verdict': 'SB and LB do not separate',
+                if notes: t.append({'run': '(baselines)', 'measure': MEASURES[m].label, 'gap': GAPS[g][0], 'verdict': 'SB and LB do not separate',
                                     'measure: run / SB / LB': f"– / {_fmt(Ms, log)} / {_fmt(Ml, log)}", 'gap: run / SB / LB': f"– / {Gs:.3g} / {Gl:.3g}"})
                 continue
             for lab in others:
@@ -237,7 +191,7 @@ def link_breakers(rows:list,      # from collect_runs
                     v = ('flat but worse: as bad as LB' if Ga >= Gl - sg else 'flat but worse: clearly worse than SB' if Ga > Gs + k*sg else None)
                 if v is None and Ma >= Ml - sm:
                     v = ('sharp but as good: as good as SB' if Ga <= Gs + sg else 'sharp but as good: clearly better than LB' if Ga < Gl - k*sg else None)
-                if v: t.append({'run': lab, 'measure': MEASURES[m][0], 'gap': GAPS[g][0], 'verdict': v,
+                if v: t.append({'run': lab, 'measure': MEASURES[m].label, 'gap': GAPS[g][0], 'verdict': v,
                                 'measure: run / SB / LB': f"{_fmt(Ma, log)} / {_fmt(Ms, log)} / {_fmt(Ml, log)}",
                                 'gap: run / SB / LB': f"{Ga:.3g} / {Gs:.3g} / {Gl:.3g}"})
     return t
@@ -301,7 +255,7 @@ def plot_gap(rows:list,           # from collect_runs
              ncols:int=3          # panels per row (at most 3 stay legible at a page's width)
             )->plt.Figure:
     "Each gap against each measured sharpness measure, one point per run, τ with its interval in each panel's title."
-    ms = [m for m in MEASURES if any(np.isfinite(r[m]) for r in rows)]
+    ms = [m for m in RANKED if any(np.isfinite(r[m]) for r in rows)]
     gs = list(GAPS if gaps is None else gaps)
     bad = [g for g in gs if g not in GAPS]
     if bad: raise ValueError(f"unknown gap {bad[0]!r}: use one of {list(GAPS)}")
@@ -328,7 +282,7 @@ def plot_gap(rows:list,           # from collect_runs
             k = taus[m, g]
             ax.set_title(f"τ = {k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}], n={k['n']}" if np.isfinite(k['tau']) else 'τ: too few runs', fontsize=8)
             ax.grid(alpha=.3); ax.tick_params(labelsize=9)
-            ax.set_xlabel(MEASURES[m][0], fontsize=9)
+            ax.set_xlabel(MEASURES[m].label, fontsize=9)
             if j % nc == 0: ax.set_ylabel(GAPS[g][0], fontsize=9)
     for i in range(len(gs)):                                               # the empty slots of a short last row
         for j in range(len(ms), per*nc): fig.delaxes(axs[i*per + j//nc, j % nc])
@@ -337,6 +291,14 @@ def plot_gap(rows:list,           # from collect_runs
     fig.suptitle(title + (f"\n{note}" if note else ''), fontsize=9)
     fig.tight_layout(rect=(0, .06 + .012*math.ceil(len(l)/4), 1, 1))
     return fig
+
+def _unmeasured(keys:list)->str:
+    "The measures `keys` that no run has, and why: those an experiment computes on request were not in these runs' extras."
+    req = [MEASURES[m].label for m in keys if MEASURES[m].compute]
+    out = [MEASURES[m].label for m in keys if not MEASURES[m].compute]
+    if req: out.append(f"{', '.join(req)} (not among the extras these experiments asked for, so computed on none of their runs; "
+                       f"a run computes {'it' if len(req) == 1 else 'them'} when its experiment's extras name {'it' if len(req) == 1 else 'them'})")
+    return ', '.join(out)
 
 def _message(text:str)->plt.Figure:
     fig, ax = plt.subplots(figsize=(8, .7)); ax.axis('off'); ax.text(0, .5, text, fontsize=9, va='center', wrap=True)
@@ -354,9 +316,9 @@ def gap_figure(results:str|Path='results', # folder holding the results director
     where = f"{', '.join(patterns) if patterns else f'gap-{ds}-*'} under {results}"
     if not rows: return _message(f"not yet run: no results ({where}); run `lbsharp run gap-{ds}-ARM` for each arm of {list(ARMS)}")
     miss = missing_arms(rows, expected) if expected else []
-    unmeasured = [MEASURES[m][0] for m in MEASURES if not any(np.isfinite(r[m]) for r in rows)]
+    unmeasured = [m for m in RANKED if not any(np.isfinite(r[m]) for r in rows)]
     note = '; '.join(x for x in ((f"arms not yet run: {', '.join(miss)}" if miss else ''),
-                                 (f"not measured: {', '.join(unmeasured)}" if unmeasured else '')) if x)
+                                 (f"not measured: {', '.join(MEASURES[m].label for m in unmeasured)}" if unmeasured else '')) if x)
     return plot_gap(rows, f"{DATASETS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note, gaps=gaps)
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
@@ -393,20 +355,20 @@ def gap_reading(rows:list,            # from collect_runs
         if rs: t += f"- **{q}** " + '; '.join(
             f"{r['run']}: test accuracy {r['test acc %']}%{part(r['gap closed'], 'of the gap closed')}, reaches SB's accuracy: {r['reaches SB']}; "
             f"φ full {r['φ full']}{part(r['φ moved'], way)}, at SB's level: {r['φ at SB level']}" for r in rs) + ".\n"
-    meas = [m for m in MEASURES if np.isfinite(taus[m, 'gap_acc']['tau'])]
-    f = lambda m, g: f"{MEASURES[m][0]} τ = {taus[m, g]['tau']:+.2f} [{taus[m, g]['lo']:+.2f}, {taus[m, g]['hi']:+.2f}]"
+    meas = [m for m in RANKED if np.isfinite(taus[m, 'gap_acc']['tau'])]
+    f = lambda m, g: f"{MEASURES[m].label} τ = {taus[m, g]['tau']:+.2f} [{taus[m, g]['lo']:+.2f}, {taus[m, g]['hi']:+.2f}]"
     for g in GAPS:
-        ms = [m for m in MEASURES if np.isfinite(taus[m, g]['tau'])]
+        ms = [m for m in RANKED if np.isfinite(taus[m, g]['tau'])]
         if not ms: continue
         pos, neg = [m for m in ms if taus[m, g]['lo'] > 0], [m for m in ms if taus[m, g]['hi'] < 0]
         zero = [m for m in ms if m not in pos + neg]
         best = max(pos, key=lambda m: taus[m, g]['tau']) if pos else None
         t += (f"- **{GAPS[g][0]}.** " + (f"Best tracked by {f(best, g)}. " if best else "No measure tracks it (no interval above 0). ")
-              + f"Interval above 0: {', '.join(MEASURES[m][0] for m in pos) or 'none'}; "
+              + f"Interval above 0: {', '.join(MEASURES[m].label for m in pos) or 'none'}; "
               f"interval holding 0: {', '.join(f(m, g) for m in zero) or 'none'}"
               + (f"; interval *below* 0 (the sharper run has the smaller gap): {', '.join(f(m, g) for m in neg)}" if neg else '') + ".\n")
-    un = [MEASURES[m][0] for m in MEASURES if m not in meas]
-    if un: t += f"- Not measured on these runs: {', '.join(un)}.\n"
+    un = [m for m in RANKED if m not in meas]
+    if un: t += f"- Not measured on these runs: {_unmeasured(un)}.\n"
     lb_ = link_breakers(rows)
     if len(lb_):
         by = {}
@@ -465,14 +427,14 @@ def gap_headline(rows:dict,           # {data set key: rows from collect_runs}
         tu = (taus or {}).get(ds) or tau_results(rs)
         S = {s['label']: s for s in gap_summary(rs)}; sb, lb = S['SB'], S['LB']
         k = tu['phi_full', 'gap_acc']; g = accuracy_gap(rs)
-        pos = [m for m in MEASURES if np.isfinite(tu[m, 'gap_acc']['tau']) and tu[m, 'gap_acc']['lo'] > 0]
+        pos = [m for m in RANKED if np.isfinite(tu[m, 'gap_acc']['tau']) and tu[m, 'gap_acc']['lo'] > 0]
         best = max(pos, key=lambda m: tu[m, 'gap_acc']['tau']) if pos else None
         brk = list(dict.fromkeys(r['run'] for r in link_breakers(rs)))
         t.append({'data set': DATASETS.get(ds, ds), 'runs': len(rs),
                   'test acc % SB / LB': f"{sb['test_acc'][0]:.1f} / {lb['test_acc'][0]:.1f}" + ('' if g.get('separate') else ' (no gap)'),
                   'φ full LB ÷ SB': f"{lb['phi_full'][0]/sb['phi_full'][0]:.1f}×",
                   'τ(φ full, gap acc)': f"{k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}]" if np.isfinite(k['tau']) else 'not measured',
-                  'tracks it best': f"{MEASURES[best][0]} ({tu[best, 'gap_acc']['tau']:+.2f})" if best else 'none',
+                  'tracks it best': f"{MEASURES[best].label} ({tu[best, 'gap_acc']['tau']:+.2f})" if best else 'none',
                   'arms that break the link': ', '.join(brk) or 'none'})
     return t
 
@@ -550,7 +512,7 @@ def claims(results:str|Path='results' # folder holding the committed results dir
         n = load_runs(gap_dirs(R, ds)[0])[0].n_train                     # the gap runs may use a subset
         data = PAIRS['fmnist-F1' if ds == 'fmnist' else 'quick'] + (f', {n//1000}k samples' if n else '')
         k = kendall([r['phi_full'] for r in rs], [r['gap_acc'] for r in rs])
-        lb_ = [r for r in link_breakers(rs) if r['measure'] == MEASURES['phi_full'][0]]
+        lb_ = [r for r in link_breakers(rs) if r['measure'] == MEASURES['phi_full'].label]
         fw = sorted({r['run'] for r in lb_ if r['verdict'].startswith('flat')}); sg = sorted({r['run'] for r in lb_ if r['verdict'].startswith('sharp')})
         t.append(_claim('open', data, None, f"τ(φ full, accuracy gap) = {k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}], {k['n']} runs; "
                         f"flat but worse: {', '.join(fw) or 'none'}; sharp but as good: {', '.join(sg) or 'none'}",

@@ -8,11 +8,12 @@ import json, dataclasses
 from dataclasses import dataclass, field, asdict
 from .networks import NETWORKS
 from .hooks import REMEDIES
+from .measures import GAP_EXTRAS   # the measures the gap presets compute: one flag of each entry in `MEASURES`
 
 # %% auto #0
-__all__ = ['PAPER', 'MNIST1D_RULE', 'MNIST1D_REGIMES', 'PRESETS', 'MNIST1D_PROTOCOL', 'SB_RELATIVE', 'REMEDY_PRESETS',
-           'GAP_EXTRAS', 'GAP_ARMS', 'GAP_SWEEP', 'GAP_SWEEP_FMNIST', 'GAP_FMNIST_HOURS', 'GAP_PRESETS', 'Experiment',
-           'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset']
+__all__ = ['PAPER', 'MNIST1D_RULE', 'MNIST1D_REGIMES', 'PRESETS', 'MNIST1D_PROTOCOL', 'SB_RELATIVE', 'REMEDY_PRESETS', 'GAP_ARMS',
+           'GAP_SWEEP', 'GAP_SWEEP_FMNIST', 'GAP_FMNIST_HOURS', 'GAP_PRESETS', 'Experiment', 'exp_from_dict',
+           'exp_to_dict', 'all_presets', 'preset']
 
 # %% ../nbs/04a_presets.ipynb #03a73b8e
 PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mean, std)
@@ -172,7 +173,6 @@ REMEDY_PRESETS = {
 }
 
 # %% ../nbs/04a_presets.ipynb #01b3f9f8
-GAP_EXTRAS = ('lam_max', 'trace', 'adaptive')
 GAP_ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear')
 GAP_SWEEP = {f'B{b}': b for b in (32, 64, 128, 256, 512, 1024, 2000, 4000)}   # quick-sweep's batches (MNIST-1D)
 GAP_SWEEP_FMNIST = {f'B{b}': b for b in (32, 128, 512, 4000)}   # with `none`'s SB 64 and LB 1,500: six batches

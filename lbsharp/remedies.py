@@ -13,7 +13,8 @@ from scipy.stats import spearmanr
 from .networks import NetTable
 from .training import init_model, plain_step, make_optimizer
 from .experiments import load_runs
-from .report import _ms
+from .report import _ms, pm
+from .measures import MEASURES, read_measure
 
 # %% auto #0
 __all__ = ['iteration_threshold', 'lb_speedup', 'parallel_efficiency', 'step_seconds', 'time_to_accuracy', 'load_remedies',
@@ -81,6 +82,8 @@ def time_to_accuracy(log:list,       # a History's log (or dicts with epoch, upd
 def _curve(log:list)->dict:
     return {k: [row[k] for row in log] for k in ('epoch', 'updates', 'seconds', 'test_acc', 'train_loss')}
 
+_QUANTITIES = ('phi_full', 'phi_sub', 'lam_max', 'noise')   # the measures (keys of `MEASURES`) the remedies are compared on
+
 def _row(exp, r:dict)->dict:
     "One run of the store as a row of the remedies comparison."
     f, cfg = r['final'], r['history']['config']
@@ -88,9 +91,8 @@ def _row(exp, r:dict)->dict:
     row = dict(remedy=name, regime=r['regime'], trial=r['trial'], seed=r['seed'], batch=cfg['batch_size'],
                options=exp.remedy_kw if name != 'none' else {}, hooks=cfg.get('hooks', {}), epochs=f['epochs'],
                updates=f['updates'], **{k: f[k] for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc', 'train_seconds')},
-               dist_from_x0=r['dist_from_x0'], curve=_curve(r['history']['log']),
-               sharpness={m['space']: m for m in r['sharpness'] if m['eps'] == exp.eps[0]})
-    row.update(r.get('extras') or {})
+               dist_from_x0=r['dist_from_x0'], curve=_curve(r['history']['log']))
+    row.update({k: read_measure(r, k, exp.eps[0]) for k in _QUANTITIES})   # NaN where the run does not have it
     return row
 
 def load_remedies(results:str|Path|list # a folder holding remedy-* results directories, or a list of such directories
@@ -117,8 +119,6 @@ def load_remedies(results:str|Path|list # a folder holding remedy-* results dire
     return dict(meta=meta, rows=sorted(rows, key=lambda x: x['trial']))
 
 # %% ../nbs/06_remedies.ipynb #2419e820
-def _phi(r, space): return r['sharpness'][space]['phi'] if space in r.get('sharpness', {}) else None
-
 def summarize_remedies(res:dict)->list: # one dict per (remedy, regime), ranked by accuracy gap closed (LB rows)
     "Mean ± std over trials of accuracy and sharpness, and the fraction of the SB–LB gap each remedy closes."
     rows = res['rows']
@@ -131,10 +131,8 @@ def summarize_remedies(res:dict)->list: # one dict per (remedy, regime), ranked 
         rs = [r for r in rows if (r['remedy'], r['regime']) == (name, reg)]
         s = dict(remedy=name, regime=reg, n=len(rs), test_acc=_ms([100*r['test_acc'] for r in rs]),
                  train_loss=_ms([r['train_loss'] for r in rs]), updates=_ms([r['updates'] for r in rs]),
-                 full=_ms([_phi(r, 'full') for r in rs]), subspace=_ms([_phi(r, 'subspace') for r in rs]),
-                 lam_max=_ms([r.get('lam_max') for r in rs]), B_simple=_ms([r['noise']['B_simple'] for r in rs if 'noise' in r]),
-                 dist=_ms([r['dist_from_x0'] for r in rs]))
-        gaps, sg = [], {'full': [], 'subspace': []}
+                 **{k: _ms([r[k] for r in rs]) for k in _QUANTITIES}, dist=_ms([r['dist_from_x0'] for r in rs]))
+        gaps, sg = [], {'phi_full': [], 'phi_sub': []}
         for r in rs:
             sbr = get('none', 'SB', r['trial'])
             lbr = get('none', 'LB', r['trial'])
@@ -142,19 +140,16 @@ def summarize_remedies(res:dict)->list: # one dict per (remedy, regime), ranked 
             d = sbr['test_acc'] - lbr['test_acc']
             gaps.append(100*(r['test_acc'] - lbr['test_acc'])/d if d else None)
             for sp in sg:
-                a, b, c = _phi(r, sp), _phi(lbr, sp), _phi(sbr, sp)
-                if a and b and c and b != c: sg[sp].append(100*(math.log(b) - math.log(a))/(math.log(b) - math.log(c)))
-        s.update(gap_closed=_ms(gaps), sharp_closed_full=_ms(sg['full']), sharp_closed_subspace=_ms(sg['subspace']))
+                a, b, c = r[sp], lbr[sp], sbr[sp]
+                if all(np.isfinite(v) and v for v in (a, b, c)) and b != c: sg[sp].append(100*(math.log(b) - math.log(a))/(math.log(b) - math.log(c)))
+        s.update(gap_closed=_ms(gaps), sharp_closed_full=_ms(sg['phi_full']), sharp_closed_subspace=_ms(sg['phi_sub']))
         out.append(s)
     base = [s for s in out if s['remedy'] == 'none']
     rest = sorted((s for s in out if s['remedy'] != 'none'),
                   key=lambda s: (s['regime'] != 'LB', -np.nan_to_num(s['gap_closed'][0], nan=-1e9)))
     return base + rest
 
-def _pm(m, digits=2, pct=False):
-    if m[2] == 0 or not np.isfinite(m[0]): return '—'
-    f = f"{{:.{digits}f}}"
-    return f.format(m[0]) + ('' if m[2] < 2 else ' ± ' + f.format(m[1])) + ('%' if pct else '')
+def _pm(m, digits=2, pct=False): return pm(m, f'.{digits}f', f'.{digits}f', '%' if pct else '', missing='—')
 
 def remedy_table(summary:list)->NetTable: # rows that display as a Markdown table
     "The ranked remedies table: accuracy, sharpness, and the gaps closed, mean ± std over trials."
@@ -162,10 +157,10 @@ def remedy_table(summary:list)->NetTable: # rows that display as a Markdown tabl
     for s in summary:
         t.append({'remedy': s['remedy'], 'regime': s['regime'], 'trials': s['n'], 'updates': f"{s['updates'][0]:.0f}",
                   'test acc %': _pm(s['test_acc']), 'acc gap closed': _pm(s['gap_closed'], 0, True),
-                  'φ full': _pm(s['full'], 1), 'φ subspace': _pm(s['subspace'], 2),
+                  MEASURES['phi_full'].label: _pm(s['phi_full'], 1), MEASURES['phi_sub'].label: _pm(s['phi_sub'], 2),
                   'sharp. gap closed (full)': _pm(s['sharp_closed_full'], 0, True),
                   'sharp. gap closed (sub.)': _pm(s['sharp_closed_subspace'], 0, True),
-                  'λmax': _pm(s['lam_max'], 1), 'train loss': f"{s['train_loss'][0]:.2g}"})
+                  MEASURES['lam_max'].label: _pm(s['lam_max'], 1), 'train loss': f"{s['train_loss'][0]:.2g}"})
     return t
 
 # %% ../nbs/06_remedies.ipynb #e69e1a4c
@@ -175,24 +170,19 @@ def sharpness_correlation(res:dict,                  # result of load_remedies
     "Spearman rank correlation of test accuracy with sharpness, λmax and B_simple, over configurations and runs."
     summ = [s for s in summarize_remedies(res) if s['remedy'] not in exclude]
     rows = [r for r in res['rows'] if r['remedy'] not in exclude]
-    get = {'full': lambda r: _phi(r, 'full'), 'subspace': lambda r: _phi(r, 'subspace'), 'lam_max': lambda r: r.get('lam_max'),
-           'B_simple': lambda r: r.get('noise', {}).get('B_simple')}
     t = NetTable()
-    for k, g in get.items():
+    for k in _QUANTITIES:
         a = [(s['test_acc'][0], s[k][0]) for s in summ if np.isfinite(s[k][0])]
-        b = [(r['test_acc'], g(r)) for r in rows if g(r) is not None]
+        b = [(r['test_acc'], r[k]) for r in rows if np.isfinite(r[k])]
         if len(a) < 3: continue
         ra, rb = spearmanr(*zip(*a)), spearmanr(*zip(*b))
-        t.append({'quantity': _XLABEL[k], 'ρ over configurations': f"{ra.statistic:+.2f} (n={len(a)}, p={ra.pvalue:.1g})",
+        t.append({'quantity': MEASURES[k].title, 'ρ over configurations': f"{ra.statistic:+.2f} (n={len(a)}, p={ra.pvalue:.1g})",
                   'ρ over runs': f"{rb.statistic:+.2f} (n={len(b)}, p={rb.pvalue:.1g})"})
     return t
 
 # %% ../nbs/06_remedies.ipynb #01016ebe
-_XLABEL = {'full': 'ε-sharpness φ, full space', 'subspace': 'ε-sharpness φ, random subspace',
-           'lam_max': 'largest Hessian eigenvalue λmax', 'B_simple': 'gradient noise scale B_simple at the end'}
-
 def plot_remedies(res:dict,           # result of load_remedies
-                  spaces=('full', 'subspace', 'lam_max'), # x-axis quantities, one panel each (see _XLABEL)
+                  spaces=('phi_full', 'phi_sub', 'lam_max'), # x-axis quantities (keys of `MEASURES`), one panel each
                   axs:list|None=None # axes to draw in, one per quantity (None: a new figure)
                  )->plt.Figure:
     "Test accuracy against ε-sharpness (and λmax) for every remedy and both baselines, mean ± std over trials."
@@ -217,7 +207,7 @@ def plot_remedies(res:dict,           # result of load_remedies
                         ms=9 if base else 6, color=col, label=lab, capsize=2, mec='k' if base else col)
             if sp == spaces[0]: ax.annotate(lab.replace(' (LB)', ''), (s[sp][0], s['test_acc'][0]), xytext=(4, 3),
                                             textcoords='offset points', fontsize=8, color='k' if base else col)
-        ax.set_xscale('log'); ax.set_xlabel(_XLABEL[sp] + (f" (p={res['meta']['p']})" if sp == 'subspace' else ''))
+        ax.set_xscale('log'); ax.set_xlabel(MEASURES[sp].title + (f" (p={res['meta']['p']})" if sp == 'phi_sub' else ''))
         ax.xaxis.set_major_locator(plt.LogLocator(subs=(1., 2., 5.))); ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=.3); ax.tick_params(labelsize=9)

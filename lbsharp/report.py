@@ -13,6 +13,7 @@ from .networks import NetTable
 from .training import _stop_reason
 from .presets import preset
 from .landscape import plot_line
+from .measures import read_measure
 
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'STOP_MARKS', 'summarize', 'run_seconds', 'pm',
@@ -46,10 +47,10 @@ def summarize(exp:Experiment, runs:list)->dict:
                  grad_norm=_ms(g) if None not in g else None,          # ‖∇f‖ where φ was measured
                  stops={k: stops.count(k) for k in dict.fromkeys(stops)}, # why training ended: reason -> runs
                  cap=stops.count('max_epochs'), n=len(rs))               # runs that hit the epoch cap, runs
-        for space in ('full', 'subspace'):
+        for key, space in (('phi_full', 'full'), ('phi_sub', 'subspace')):   # φ read through its entry in `MEASURES`
             for eps in exp.eps:
-                v = [m['phi'] for r in rs for m in r['sharpness'] if m['space'] == space and m['eps'] == eps]
-                if v: d[(space, eps)] = _ms(v)
+                v = [read_measure(r, key, eps) for r in rs]
+                if np.isfinite(v).any(): d[(space, eps)] = _ms(v)
         s[reg] = d
     return s
 
@@ -66,13 +67,14 @@ PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
 CAP = '⚠'  # marks a regime whose runs hit the epoch cap
 
-def pm(m,                 # (mean, std, n) from summarize, a paper (mean, std), or None
+def pm(m,                 # (mean, std, n) from summarize or `_ms`, a paper (mean, std), or None
        spec:str='.3g',    # format of the mean
        sd:str='.2g',      # format of the std
-       unit:str=''        # appended to both, e.g. '%'
+       unit:str='',       # appended to both, e.g. '%'
+       missing:str='–'    # what a missing value reads (None, no finite value: n = 0, or a NaN mean)
       )->str:
-    "'mean ± std', just the value for a single trial, '–' when missing."
-    if m is None: return '–'
+    "'mean ± std', just the value for a single trial, `missing` when there is none: the package's one mean ± std formatter."
+    if m is None or (len(m) == 3 and m[2] == 0) or not np.isfinite(m[0]): return missing
     if len(m) == 3 and m[2] == 1: return f'{m[0]:{spec}}{unit}'
     return f'{m[0]:{spec}}{unit} ± {m[1]:{sd}}{unit}'
 

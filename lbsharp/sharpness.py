@@ -19,6 +19,7 @@ from .training import evaluate, progress, dist_info, all_reduce64
 from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
 from .data import subset_indices
 from .networks import bn_layers
+from .estimators import hutchinson
 
 # %% auto #0
 __all__ = ['GENERATORS', 'FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'LABEL_KEYS', 'LOW_PRECISION', 'box_bounds',
@@ -708,6 +709,12 @@ class MathAttention(_Through):
         if sdpa_kernel is None: return self.model(x)
         with sdpa_kernel([SDPBackend.MATH]): return self.model(x)
 
+def _batched_rows(g:Tensor, params:list, Vt:Tensor)->Tensor:  # k×n: the rows (H v_i)ᵀ of this chunk
+    "One batched backward of the gradient graph `g` along the k rows of `Vt`."
+    gs = torch.autograd.grad(g, params, grad_outputs=Vt, retain_graph=True, is_grads_batched=True,
+                             allow_unused=True, materialize_grads=True)
+    return torch.cat([x.reshape(len(Vt), -1) for x in gs], 1)
+
 class Hessian:
     "Hessian of the mean training loss at the model's current weights, as chunked Hessian-vector products."
     def __init__(self,
@@ -758,6 +765,35 @@ class Hessian:
             evaluate(self.model, self.X, self.Y, self.chunk, per_chunk=hv, loss_fn=self.loss_fn, shard=dist_info())
         self.products += 1
         return all_reduce64(out)   # under torchrun: this process's chunks only, summed over all (float64)
+
+    def mm(self,
+           V:Tensor,              # n×k block of vectors (a flat vector is taken as n×1)
+           fresh:bool=False,      # rebuild the gradient graphs instead of using the kept ones (retain)
+           batched:bool|None=None # one vmap-batched backward per chunk; False: k backwards; None: batched off the CPU
+          )->Tensor:              # H @ V, n×k (or n for a flat V)
+        "H @ V: k Hessian-vector products in one pass over the data, sharing each chunk's forward and gradient graph."
+        one = V.ndim == 1
+        if one: V = V[:, None]
+        if V.ndim != 2 or V.shape[0] != self.n:
+            raise ValueError(f"V has shape {tuple(V.shape)}; it must be n×k with n={self.n} (the number of trainable parameters)")
+        q = self.params[0]
+        Vt = V.T.to(q.device, q.dtype).contiguous()
+        out = torch.zeros_like(Vt)
+        if batched is None: batched = q.device.type != 'cpu'
+        def hv(g):
+            if not g.requires_grad: return
+            if batched: out.add_(_batched_rows(g, self.params, Vt))
+            else:
+                for i, v in enumerate(Vt): out[i].add_(_grad(g @ v, self.params, retain_graph=True))
+        if self.retain and not fresh:
+            if self._graphs is None or self._graphs[0] != self._weights_id(): self._build()
+            for g in self._graphs[1]: hv(g)
+        else:
+            evaluate(self.model, self.X, self.Y, self.chunk, loss_fn=self.loss_fn, shard=dist_info(),
+                     per_chunk=lambda share: hv(_grad(share, self.params, create_graph=True)))
+        self.products += V.shape[1]
+        out = all_reduce64(out)    # under torchrun: this process's chunks only, summed over all (float64), as `mv`
+        return out[0] if one else out.T
 
 # %% ../nbs/03_sharpness.ipynb #4a994536
 @patch
@@ -836,12 +872,7 @@ def trace(self:Hessian,
            samples:int=100,   # Rademacher probes (one product each)
            seed:int=0         # seed of the probes
           )->tuple[float, float]:  # (estimate, standard error)
-    "Hutchinson's estimate of tr(H) with its standard error."
+    "Hutchinson's estimate of tr(H) with its standard error: `estimators.hutchinson` on this operator, the package's one trace."
     if samples < 2: raise ValueError(f"samples={samples} must be >= 2 to give a standard error")
-    gen, q = torch.Generator().manual_seed(seed), self.params[0]
-    t = []
-    for _ in progress(range(samples), label='Hutchinson probes'):
-        v = (2*torch.randint(0, 2, (self.n,), generator=gen) - 1).to(q.device, q.dtype)
-        t.append(float(v @ self.mv(v)))
-    t = np.array(t)
-    return float(t.mean()), float(t.std(ddof=1)/math.sqrt(samples))
+    t = hutchinson(self, samples, seed)
+    return t.estimate, t.stderr

@@ -10,7 +10,7 @@ from fastcore.basics import store_attr
 from .data import subset_indices
 from .sharpness import Hessian, in_float32
 from .measure import sharpness, measuring, preserved, MEASURE_BN
-from .curvature import hutchinson
+from .estimators import hutchinson
 
 # %% auto #0
 __all__ = ['MEASURES', 'lambda_max', 'trace', 'phi', 'Tracker']
@@ -43,7 +43,7 @@ def lambda_max(t, model, X, Y, hessian)->dict:
     return out
 
 def trace(t, model, X, Y, hessian)->dict:
-    "Hutchinson's estimate of tr ∇²f (`lbsharp.curvature.hutchinson`, `t.probes` Rademacher probes, seed `t.seed`)."
+    "Hutchinson's estimate of tr ∇²f (`lbsharp.estimators.hutchinson`, `t.probes` Rademacher probes, seed `t.seed`)."
     r = hutchinson(hessian(), products=t.probes, seed=t.seed)
     return dict(trace=r.estimate, trace_se=r.stderr, trace_products=r.products)
 

@@ -2,8 +2,8 @@
 
 The synthetic store is shaped like the `gap-<ds>-<arm>` experiments: a `none` arm with the SB and LB baselines,
 arms whose SB run repeats the baseline bit for bit, a designed "flat but worse" arm, a sweep one of whose points
-is the SB baseline itself, and extras in the shapes `lbsharp.gap.measure` reads (λmax a float, the trace an
-[estimate, error] pair, the adaptive φ a result dict)."""
+is the SB baseline itself, and extras in the shapes the registry `lbsharp.measures.MEASURES` reads (λmax a float, the trace an
+[estimate, error] pair, the adaptive φ a result dict, the PAC-Bayes flatness measures `pacbayes_sigma`'s dict)."""
 import math, re
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,8 @@ from scipy.stats import kendalltau
 from lbsharp.training import write_json
 from lbsharp.presets import Experiment, exp_to_dict
 from lbsharp.experiments import FORMAT
-from lbsharp.gap import (MEASURES, GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
+from lbsharp.measures import MEASURES, RANKED
+from lbsharp.gap import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
                          gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _result(trial, regime, batch, phi, gap, remedy=None, hooks=None, extras=True, stop='target'):
     "One run: training accuracy 100 %, test accuracy 100 − gap; the other measures scale with φ."
     test = 1 - gap/100
-    x = dict(lam_max=phi/10, trace=[phi*30, 1.], adaptive={'phi': phi/5, 'eps': 1e-3}) if extras else {}
+    x = dict(lam_max=phi/10, trace=[phi*30, 1.], adaptive={'phi': phi/5, 'eps': 1e-3},
+             pacbayes={'sigma': phi**-.5, 'bound': .1}, pacbayes_mag={'sigma': (2*phi)**-.5}) if extras else {}
     return dict(format=FORMAT, kind='run', trial=trial, regime=regime, seed=trial, batch=batch, remedy=remedy,
                 final=dict(epochs=10, updates=8000//batch*10, stop=stop, cap=stop == 'max_epochs', train_loss=0.01, train_acc=1.,
                            test_loss=0.01 + gap/20, test_acc=test, train_seconds=1.5),
@@ -67,7 +69,8 @@ def test_collect(store):
     sb0 = next(r for r in rows if r['label'] == 'SB' and r['trial'] == 0)
     assert sb0['arm'] == 'none' and sb0['batch'] == 64
     assert sb0['gap_acc'] == pytest.approx(20.) and sb0['gap_loss'] == pytest.approx(1.)
-    assert [sb0[m] for m in MEASURES] == pytest.approx([2., 2/3, .2, 60., .4])
+    assert [sb0[m] for m in RANKED] == pytest.approx([2., 2/3, .2, 60., .4, 2., 4.])   # 1/σ′², 1/α′² from the stored σ′, α′
+    assert RANKED == tuple(k for k, m in MEASURES.items() if m.gap) and 'pacbayes' in RANKED   # every ranked measure is a column
     lin = next(r for r in rows if r['label'] == 'LB+lr-linear')
     assert math.isnan(lin['trace']) and math.isnan(lin['lam_max']) and lin['phi_full'] == pytest.approx(60.)
     assert next(r for r in rows if r['label'] == 'LB' and r['trial'] == 0)['cap']
@@ -93,7 +96,8 @@ def test_tau_on_store(store):
     assert taus['phi_full', 'gap_acc']['tau'] == pytest.approx(kendalltau(x, y).statistic)
     assert taus['trace', 'gap_acc']['n'] == 12                         # lr-linear has no trace, the sweep no extras
     t = tau_table(taus)
-    assert [r['measure'] for r in t] == [v[0] for v in MEASURES.values()] and set(t[0]) == {'measure', *(v[0] for v in GAPS.values())}
+    assert taus['pacbayes', 'gap_acc'] == taus['trace', 'gap_acc']      # 1/σ′² = φ, tr H = 30 φ here: the same order, the same runs
+    assert [r['measure'] for r in t] == [MEASURES[m].label for m in RANKED] and set(t[0]) == {'measure', *(v[0] for v in GAPS.values())}
     assert re.fullmatch(r'[+-]\d\.\d\d \[[+-]\d\.\d\d, [+-]\d\.\d\d\] \(n=19\)', t[0]['gap acc (points)'])
 
 def test_tables(store):
@@ -118,12 +122,12 @@ def test_link_breakers(store):
 
 def test_figures(store):
     fig = gap_figure(store, 'toy')
-    assert len(fig.axes) == 2*len(MEASURES)
+    assert len(fig.axes) == 2*len(RANKED)
     sup = fig._suptitle.get_text()
     assert 'asam' in sup and 'noise-sb' in sup and 'not measured' not in sup
     assert len(gap_figure(store, 'absent').axes) == 1                   # nothing run: a message, still an image
     fig = gap_figure(ROOT/'nbs'/'results', 'mnist1d', patterns=('remedy-*', 'quick-sweep'), expected=None)
-    assert 'not measured: tr H, φ adaptive' in fig._suptitle.get_text() and len(fig.axes) == 2*3
+    assert 'not measured: tr H, φ adaptive, 1/σ′², 1/α′²' in fig._suptitle.get_text() and len(fig.axes) == 2*3
     plt.close('all')
 
 def test_reading(store):
@@ -132,6 +136,8 @@ def test_reading(store):
     assert t.startswith('**Toy** — 19 runs in 7 configurations (not yet run: asam, grad-norm, noise-sb, matched-updates).')
     assert "LB's accuracy gap is 29.1 points against SB's 20.1" in t and 'LB+sam is *flat but worse: as bad as LB*' in t
     assert gap_reading([], 'Toy').startswith('**Toy: not yet run.**')
+    t = gap_reading([dict(r, pacbayes_mag=math.nan) for r in rows], 'Toy')       # a registered measure no run computed
+    assert "- Not measured on these runs: 1/α′² (not among the extras these experiments asked for" in t
 
 def test_committed_remedies_and_sweep():
     rows = collect_runs(ROOT/'nbs'/'results', 'mnist1d', patterns=('remedy-*', 'quick-sweep'))
@@ -161,7 +167,7 @@ def test_headline(store):
 def test_figure_split(store):
     "One gap per figure, at most three panels a row (legible at a page's width); an unknown gap is refused by name."
     fig = gap_figure(store, 'toy', gaps=('gap_acc',))
-    assert len(fig.axes) == len(MEASURES) and all(a.get_subplotspec().get_gridspec().ncols <= 3 for a in fig.axes)
+    assert len(fig.axes) == len(RANKED) and all(a.get_subplotspec().get_gridspec().ncols <= 3 for a in fig.axes)
     assert fig.get_size_inches()[0] <= 8
     with pytest.raises(ValueError, match="unknown gap 'gap'"): gap_figure(store, 'toy', gaps=('gap',))
     plt.close('all')

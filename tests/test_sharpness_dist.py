@@ -30,7 +30,7 @@ def measures()->dict:
     for retain in (False, True):
         H = Hessian(model, (X, Y), chunk=100, retain=retain)
         out[f'top_{retain}'] = float(H.eigenvalues(k=1, tol=1e-8)[0])
-        out[f'trace_{retain}'] = H.trace(samples=8)[0]
+        out[f'trace_{retain}'], out[f'trace_se_{retain}'] = H.trace(samples=8)
     return out
 
 def worker(path):
@@ -53,6 +53,7 @@ def test_two_processes_equal_one(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     two = json.loads((tmp_path/'two.json').read_text())
     assert two.keys() == one.keys()
-    for k in one:
-        assert abs(two[k] - one[k]) <= 1e-6*abs(one[k]), (k, two[k], one[k])
+    for k in one:   # a trace is a mean of probes vᵀHv that cancel (here ±4 to 0.05): float32 products agree to the probes' scale
+        scale = abs(one[k]) + (one[k.replace('trace', 'trace_se')] if k.startswith('trace_') and '_se_' not in k else 0)
+        assert abs(two[k] - one[k]) <= 1e-6*scale, (k, two[k], one[k])
     assert one['phi_full'] > 0 and one['top_False'] > 0
