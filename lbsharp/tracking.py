@@ -11,9 +11,11 @@ from .data import subset_indices
 from .sharpness import Hessian, in_float32
 from .measure import sharpness, measuring, preserved, MEASURE_BN
 from .estimators import hutchinson
+from .measures import MEASURES as REGISTERED
+from .presets import Experiment
 
 # %% auto #0
-__all__ = ['MEASURES', 'lambda_max', 'trace', 'phi', 'Tracker']
+__all__ = ['TRACKED', 'lambda_max', 'trace', 'phi', 'registered', 'known', 'Tracker']
 
 # %% ../nbs/04b_tracking.ipynb #fd6b02f5
 def _eval_set(X, Y, n_eval):
@@ -52,14 +54,27 @@ def phi(t, model, X, Y, hessian)->dict:
     r = sharpness(model, (X, Y), eps=t.eps, chunk=t.chunk, bn='model', probe=False)   # inside `measuring(t.bn)` already
     return dict(phi=r.phi, f=r.f0, phi_evaluations=r.evaluations)
 
-MEASURES = {'lambda_max': lambda_max, 'trace': trace, 'phi': phi}   # name -> fn(tracker, model, X, Y, hessian) -> dict of numbers
+TRACKED = {'lambda_max': lambda_max, 'trace': trace, 'phi': phi}   # name -> fn(tracker, model, X, Y, hessian) -> dict of numbers
+
+def registered(t, model, X, Y, key:str)->dict:
+    "Any other measure of the package's registry (`lbsharp.measures.MEASURES`), computed by its own entry and read back as the store reads it."
+    exp = Experiment('tracked', network='', dataset='', chunk=t.chunk, eps=(t.eps,))   # a registry entry reads an experiment's
+                                                                         # sharpness settings: the defaults, at the tracker's ε
+    m = REGISTERED[key]; v = m.compute(model, X, Y, exp, t.seed)
+    out = {key: m.read({'extras': {key: v}}, t.eps)}       # the measure's value, read as the store reads it
+    if isinstance(v, dict): out.update({f'{key}_{k}': x for k, x in v.items() if isinstance(x, (int, float)) and not isinstance(x, bool)})
+    return out
+
+def known()->list:
+    "The measures a `Tracker` takes: its own (`TRACKED`, sharing one Hessian and warm-started) and every computable registered one."
+    return list(TRACKED) + [k for k, m in REGISTERED.items() if m.compute and k not in TRACKED]
 
 # %% ../nbs/04b_tracking.ipynb #48753701
 class Tracker:
     "A `track` hook for `train`: chosen measures of f on a fixed evaluation set every `every` epochs, λmax warm-started."
     def __init__(self,
                  every:int=1,             # measure every `every` epochs (and at x0 and the last epoch)
-                 measures=('lambda_max', 'trace', 'phi'), # names in `MEASURES`
+                 measures=('lambda_max', 'trace', 'phi'), # names in TRACKED or the registry (see known)
                  n_eval:int|None=2000,    # the evaluation set: `subset_indices(n_train, n_eval)` of the training set (None: all)
                  eps:float=1e-3,          # box size ε of 'phi'
                  bn:str='model',          # BatchNorm policy while measuring (`lbsharp.measure.MEASURE_BN`; 'model' as `sharpness`)
@@ -73,8 +88,8 @@ class Tracker:
         isint = lambda v: isinstance(v, int) and not isinstance(v, bool)
         if isinstance(measures, str): measures = (measures,)
         measures = tuple(measures)
-        bad = [m for m in measures if m not in MEASURES]
-        if bad or not measures: raise ValueError(f"measures={list(measures)!r}: unknown {bad or 'empty'}; known measures: {list(MEASURES)}")
+        bad = [m for m in measures if m not in known()]
+        if bad or not measures: raise ValueError(f"measures={list(measures)!r}: unknown {bad or 'empty'}; known measures: {known()}")
         for k, v, lo in (('every', every, 1), ('probes', probes, 2), ('max_products', max_products, 2), ('chunk', chunk, 1), ('seed', seed, 0)):
             if not isint(v) or v < lo: raise ValueError(f"{k}={v!r} must be an int >= {lo}")
         if n_eval is not None and (not isint(n_eval) or n_eval < 2): raise ValueError(f"n_eval={n_eval!r} must be an int >= 2 (samples), or None for all")
@@ -112,6 +127,6 @@ class Tracker:
                 return H[0]
             for m in self.measures:
                 t = time.perf_counter()
-                out.update(MEASURES[m](self, model, X, Y, hessian))
+                out.update(TRACKED[m](self, model, X, Y, hessian) if m in TRACKED else registered(self, model, X, Y, m))
                 out[f'{m}_seconds'] = time.perf_counter() - t
         return out

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest, torch, torch.nn as nn
 import lbsharp as lbs
 from lbsharp.training import train, plain_step, History
-from lbsharp.tracking import Tracker, MEASURES, _eval_set
+from lbsharp.tracking import Tracker, TRACKED, known, _eval_set
 from lbsharp.sharpness import exact_hessian
 from lbsharp.experiments import validate, load_runs
 
@@ -93,11 +93,11 @@ def test_lambda_max_exact_and_warm_start_saves_products():
     assert warm < cold, (warm, cold)
 
 def test_all_measures_and_registry():
-    assert list(MEASURES) == ['lambda_max', 'trace', 'phi']
-    MEASURES['n_params'] = lambda t, model, X, Y, hessian: dict(n_params=hessian().n)   # one entry extends the measure set
+    assert list(TRACKED) == ['lambda_max', 'trace', 'phi']
+    TRACKED['n_params'] = lambda t, model, X, Y, hessian: dict(n_params=hessian().n)   # one entry extends the measure set
     try:
         h = train(toy_model(), toy_data(), batch=64, epochs=2, quiet=True, track=Tracker(measures=('n_params', 'phi'), **small))
-    finally: del MEASURES['n_params']
+    finally: del TRACKED['n_params']
     assert h.tracked('n_params')[1] == [16*6+16+32+16*3+3]*2
     e, phi = h.tracked('phi')
     assert e == [0, 2] and all(p > 0 for p in phi)
@@ -175,3 +175,13 @@ def test_bad_track_setting_rejected_before_work(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode != 0 and "unknown track setting(s) ['evry']" in p.stderr + p.stdout, p.stderr[-500:]
     assert not (tmp_path/'cli').exists()
+
+def test_any_registered_measure_is_tracked():
+    "A name of the package's measure registry (here the PAC-Bayes flatness) is tracked through its own entry."
+    from lbsharp.measures import MEASURES as REGISTERED
+    assert 'pacbayes' in known() and set(TRACKED) < set(known())
+    assert all(REGISTERED[k].compute for k in known() if k not in TRACKED)
+    h = train(toy_model(), toy_data(), batch=64, epochs=2, quiet=True, track=Tracker(measures=('pacbayes',), **small))
+    e, v = h.tracked('pacbayes')
+    assert e == [0, 2] and all(x > 0 for x in v)
+    with pytest.raises(ValueError, match="unknown \\['nope'\\]"): Tracker(measures=('nope',))
