@@ -22,7 +22,7 @@ def cores()->int:
     except AttributeError: return os.cpu_count() or 1
 
 def job_threads(jobs:int,               # jobs running at once
-                n_cores:int|None=None   # cores they share (None: `cores()`)
+                n_cores:int|None=None   # cores they share (None: cores())
                )->int:                  # torch threads for each job
     "Threads per job so that `jobs` jobs fill the cores without oversubscribing them: cores // jobs, at least 1."
     return max(1, (n_cores or cores()) // jobs)
@@ -40,7 +40,7 @@ class JobsFailed(RuntimeError):
 
 _FIX = ('ValueError', 'TypeError', 'KeyError', 'FileNotFoundError', 'PermissionError', 'NotImplementedError', 'JobsFailed')  # a rerun cannot fix these
 
-def job_error(e:Exception,      # what `job.result()` raised (submitit's FailedJobError carries the worker's traceback)
+def job_error(e:Exception,      # what job.result() raised (submitit's FailedJobError carries the worker's traceback)
               stderr:str|Path|None=None # the job's stderr log, read when the exception has no traceback
              )->tuple[str, str]:  # (exception type, message) of the worker's last error line
     "The worker's own last error line of a failed job, e.g. ('UnitBusy', 'run-trial0-SB is claimed by ...'), instead of submitit's wrapper."
@@ -63,15 +63,15 @@ def _advice(kind:str)->str:
     if kind in _FIX: return "a rerun cannot fix this: correct the setting or file it names, then rerun"
     return "rerun the same command to resume: finished units are skipped, training resumes from its checkpoint"
 
-def slurm_parameters(jobs:int=8,                # at most this many jobs at once (the array's `%N`)
+def slurm_parameters(jobs:int=8,                # at most this many jobs at once (the array's %N)
                      partition:str|None=None,   # Slurm partition (None: the cluster's default)
                      gpus_per_job:int=0,        # GPUs per job (each unit uses one device)
                      cpus_per_job:int=2,        # CPU cores per job
                      mem_gb:float|None=None,    # memory per job (None: the partition's default)
                      timeout_min:int=24*60,     # wall-clock limit per job
                      name:str='lbsharp',        # job name
-                     extra:dict|None=None       # any other `SlurmExecutor` parameter, e.g. dict(account='abc')
-                    )->dict:                    # `SlurmExecutor.update_parameters` keywords
+                     extra:dict|None=None       # any other SlurmExecutor parameter, e.g. dict(account='abc')
+                    )->dict:                    # SlurmExecutor.update_parameters keywords
     "The submitit Slurm parameters of one unit's job."
     if not isinstance(jobs, int) or jobs < 1: raise ValueError(f"jobs={jobs!r} must be a positive int (jobs at once)")
     p = dict(job_name=name, time=int(timeout_min), cpus_per_task=int(cpus_per_job), ntasks_per_node=1, nodes=1,
@@ -97,7 +97,7 @@ def make_executor(kind:str,                 # 'local' (subprocesses on this mach
                   jobs:int=2,               # at most this many jobs at once
                   timeout_min:int=24*60,    # wall-clock limit per job
                   gpus_per_job:int=0,       # GPUs per job
-                  **slurm_kw                # more `slurm_parameters` (partition, cpus_per_job, mem_gb, extra)
+                  **slurm_kw                # more slurm_parameters (partition, cpus_per_job, mem_gb, extra)
                  ):
     "A submitit executor for the units' jobs."
     import submitit
@@ -152,13 +152,13 @@ def submit(exp:Experiment,            # what to run
            out:str|Path,              # results directory (created; reused to resume)
            executor:str='local',      # 'local' or 'slurm'
            jobs:int|None=None,        # at most this many jobs at once (None: local, the cores up to the largest wave's units; slurm, 8)
-           threads:int|None=None,     # torch threads per job (None: local, `job_threads(jobs)`; slurm, cpus_per_job; at most $OMP_NUM_THREADS)
+           threads:int|None=None,     # torch threads per job (None: local, job_threads(jobs); slurm, cpus_per_job; at most $OMP_NUM_THREADS)
            retries:int=1,             # resubmit a failed job this many times (it resumes from its checkpoint)
            quiet:bool=False,          # no progress bar
            keep_checkpoints:bool=False, # keep every epoch's checkpoint
            poll:float=0.1,            # seconds between looks at the jobs
-           **executor_kw              # `make_executor` options (timeout_min, gpus_per_job, partition, cpus_per_job, ...)
-          )->Path:                    # `out`
+           **executor_kw              # make_executor options (timeout_min, gpus_per_job, partition, cpus_per_job, ...)
+          )->Path:                    # out
     "Run (or resume) `exp` into `out` with one submitit job per unit; the same results as `run` at the same threads."
     if jobs is None: jobs = min(cores(), max(len(w) for w in units(exp))) if executor == 'local' else 8
     if not isinstance(jobs, int) or jobs < 1: raise ValueError(f"jobs={jobs!r} must be a positive int (jobs at once)")

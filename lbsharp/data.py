@@ -76,7 +76,7 @@ def input_shape(self:Dataset)->tuple:
 @patch
 def to(self:Dataset,
        device  # a torch device or its name, e.g. 'cuda'
-      )->Dataset:  # a new `Dataset` (tensors already on `device` are shared, not copied)
+      )->Dataset:  # a new Dataset (tensors already on device are shared, not copied)
     "The same data set with all four tensors on `device`."
     d = torch.device(device)
     return Dataset(self.name, *(t.to(d) for t in (self.Xtr, self.Ytr, self.Xte, self.Yte)), self.classes, dict(self.meta))
@@ -296,7 +296,7 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def read_cifar_pickle(path:str|Path,           # one CIFAR python-pickle file
                       keys:tuple=('data', 'labels') # keys it must have
-                     )->dict:                  # its content, with `str` keys
+                     )->dict:                  # its content, with str keys
     "Safely unpickle one CIFAR batch or meta file and check that it has `keys`."
     path = Path(path)
     try:
@@ -369,8 +369,8 @@ def _timit(root=None, download=False,
 
 # %% ../nbs/00_data.ipynb #518f0736
 def atomic_write(path:str|Path, # destination (parent folders are created)
-                 write,         # `write(f)` writes the content to the open binary file `f`
-                )->Path:        # `path`
+                 write,         # write(f) writes the content to the open binary file f
+                )->Path:        # path
     "Write a file atomically: `write` fills `NAME.*.tmp` next to `path`, which is fsynced and renamed onto `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
@@ -433,7 +433,7 @@ def _mnist1d(root=None, download=False,
 
 # %% ../nbs/00_data.ipynb #d3217df0
 def _digits(root=None, download=False,
-            seed:int=0,            # `random_state` of the stratified train/test split
+            seed:int=0,            # random_state of the stratified train/test split
             test_size:float=0.2    # fraction held out for testing
            ):
     "scikit-learn's 8x8 digits, pixels / 16, with a fixed seeded stratified split."
@@ -457,11 +457,11 @@ def _options(fn):
     "Extra keyword options of a loader (beyond root and download)."
     return [k for k in inspect.signature(fn).parameters if k not in ('key', 'root', 'download')]
 
-def load(name:str,                 # one of `NAMES`: 'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'timit', 'mnist1d', 'digits'
-         root:str|Path|None=None,  # data directory searched first (see `search_dirs`)
+def load(name:str,                 # one of NAMES: 'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'timit', 'mnist1d', 'digits'
+         root:str|Path|None=None,  # data directory searched first (see search_dirs)
          download:bool=False,      # fetch missing MNIST/Fashion-MNIST/CIFAR files with torchvision (needs internet)
          device='cpu',             # where the tensors are put
-         **kw                      # loader options: mnist1d `n_samples`, `seed`, `train_split`; digits `seed`, `test_size`; timit `n_features`, `n_classes`
+         **kw                      # loader options: mnist1d n_samples, seed, train_split; digits seed, test_size; timit n_features, n_classes
         )->Dataset:
     "Load data set `name` whole into memory, as tensors on `device`."
     key = _canon(name)

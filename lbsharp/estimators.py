@@ -25,7 +25,7 @@ def _mm(op, V:Tensor, block:int)->Tensor:
 def rademacher(n:int,      # length
                k:int,      # number of vectors
                seed:int,   # seed (a CPU generator: the same vectors on every device)
-               op=None     # an operator (`params` or `M`): put them on its device and dtype
+               op=None     # an operator (params or M): put them on its device and dtype
               )->Tensor:   # n×k of ±1
     "k Rademacher vectors, drawn on the CPU so that a seed means the same vectors everywhere: the package's one draw."
     v = (2*torch.randint(0, 2, (n, k), generator=torch.Generator().manual_seed(seed)) - 1).double()

@@ -270,7 +270,7 @@ def check_device(device)->torch.device:
         raise ValueError(f"device={device!r} is not usable here ({str(e).strip().splitlines()[0]}); use device=cpu") from None
     return d
 
-def check_fits(model,            # a network (its `spec`, when it has one, names its input shape)
+def check_fits(model,            # a network (its spec, when it has one, names its input shape)
                X, Y,             # samples of the data it will see (two are run through it; all labels are checked)
                data_name:str='the data' # named in the error
               ):
@@ -434,8 +434,8 @@ def _drop_tmp(out:Path, u:tuple):
         for tmp in [*out.glob(f'trial{t}-*.json.*.tmp'), *out.glob(f'.trial{t}-*.json.*.tmp')]: tmp.unlink(missing_ok=True)
 
 def run_unit(exp:Experiment,        # the experiment
-             out:str|Path,          # its results directory (`experiment.json` already written)
-             u:tuple,               # a unit of `units(exp)`
+             out:str|Path,          # its results directory (experiment.json already written)
+             u:tuple,               # a unit of units(exp)
              data:Dataset|None=None, # the data (None: loaded here)
              quiet:bool=False,      # no progress bars
              keep_checkpoints:bool=False # keep every epoch's checkpoint
@@ -475,7 +475,7 @@ def run(exp:Experiment,         # what to run
         out:str|Path,           # results directory (created; reused to resume)
         quiet:bool=False,       # no progress bars
         keep_checkpoints:bool=False # keep every epoch's checkpoint (default: only until the run is finished)
-       )->Path:                 # `out`
+       )->Path:                 # out
     "Run (or resume) experiment `exp` into `out`, unit by unit in this process: training, sharpness, plots."
     data = validate(exp)                                   # a bad setting costs seconds and writes nothing
     out = Path(out); _claim(out, exp)
@@ -556,8 +556,8 @@ PROTOCOLS = {'warmstart': warmstart, 'trajectory': trajectory}
 
 # %% ../nbs/05_experiments.ipynb #ab88f98f
 def export_results(out:str|Path,        # a results directory
-                   dest:str|Path,       # where to copy it, e.g. `nbs/results/NAME` to commit it
-                   max_model_mb:float=1. # copy each run's final `model.pt` too when it is at most this size (0: never)
+                   dest:str|Path,       # where to copy it, e.g. nbs/results/NAME to commit it
+                   max_model_mb:float=1. # copy each run's final model.pt too when it is at most this size (0: never)
                   )->Path:
     "Copy the JSON files of a results directory, and its small final weights (no checkpoints), to `dest`."
     out, dest = Path(out), Path(dest)

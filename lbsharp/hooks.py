@@ -26,7 +26,7 @@ def affine_theta(angle:Tensor,     # (N,) rotation in degrees (torchvision's sig
                  ty:Tensor,        # (N,) vertical translation in pixels
                  flip:Tensor,      # (N,) bool: mirror horizontally before rotating and translating
                  h:int, w:int      # image height and width
-                )->Tensor:         # (N, 2, 3) matrices for `F.affine_grid(..., align_corners=False)`
+                )->Tensor:         # (N, 2, 3) matrices for F.affine_grid(..., align_corners=False)
     "Per-sample affine matrices of flip-then-`TF.affine` in `affine_grid`'s normalised coordinates."
     a = torch.deg2rad(angle.to(torch.float64))
     c, s = a.cos(), a.sin()
@@ -147,10 +147,10 @@ def steps_per_epoch(n:int,    # training samples
     "Updates per epoch of `train`: ⌈n / batch⌉."
     return math.ceil(n / batch)
 
-def matched_epochs(updates:int, # update budget to match (e.g. the SB run's final `updates`)
+def matched_epochs(updates:int, # update budget to match (e.g. the SB run's final updates)
                    n:int,       # training samples
                    batch:int    # the batch size that must reach the budget
-                  )->int:       # whole epochs whose update count is closest to `updates` (at least 1)
+                  )->int:       # whole epochs whose update count is closest to updates (at least 1)
     "Epochs at batch size `batch` that make (as nearly as whole epochs can) `updates` updates."
     if updates < 1: raise ValueError(f"updates={updates} must be >= 1")
     return max(1, round(updates / steps_per_epoch(n, batch)))
@@ -176,7 +176,7 @@ class WarmupLR:
         return self.lr*(1 + (self.k - 1)*t)
 
 def scaled_lr(batch:int,        # batch size B
-              ref_batch:int=SB, # reference batch B0 whose rate is `lr`
+              ref_batch:int=SB, # reference batch B0 whose rate is lr
               rule:str='linear' # 'linear' (k = B/B0) or 'sqrt' (k = √(B/B0))
              )->float:          # the multiplier k
     "LR multiplier of the linear or square-root scaling rule."
@@ -272,7 +272,7 @@ class GradNorm:
     def __init__(self,
                  lam:float=0.04,          # penalty weight λ
                  r:float=0.05,            # finite-difference step r along g/‖g‖ (λ/r is Zhao et al.'s α)
-                 loss_fn=F.cross_entropy  # batch loss `loss_fn(out, y)` (mean)
+                 loss_fn=F.cross_entropy  # batch loss loss_fn(out, y) (mean)
                 ):
         if lam < 0: raise ValueError(f"lam={lam} must be >= 0 (Zhao et al.: λ = α·r with α in (0, 1], e.g. 0.04 for r=0.05)")
         if r <= 0: raise ValueError(f"r={r} is the finite-difference step and must be > 0 (e.g. 0.05)")
@@ -327,7 +327,7 @@ def noise_scale(model:nn.Module,        # network at the point of interest (left
                 n_batches:int=32,       # batches drawn per size (the mean squared norm is averaged over them)
                 seed:int=0,             # seed of the batch draws
                 chunk:int=5000,         # evaluation chunk for the whole-set gradient
-                loss_fn=F.cross_entropy # loss with a `reduction` argument
+                loss_fn=F.cross_entropy # loss with a reduction argument
                )->dict:                 # B_simple, tr Σ, ‖G‖², the sizes and mean squared norms
     "McCandlish et al.'s simple gradient noise scale tr(Σ)/‖G‖² from batch-gradient norms at two batch sizes."
     X, Y = (data.Xtr, data.Ytr) if hasattr(data, 'Xtr') else data
@@ -361,10 +361,10 @@ class NoiseIso:
                  X:Tensor, Y:Tensor,     # the training set (defines Σ, the per-sample gradient covariance)
                  sb_batch:int=SB,        # the small batch whose noise magnitude is matched
                  every:int|None=1,       # re-estimate tr Σ every this many epochs (None: once, at the first step)
-                 n_batches:int=32,       # batches of `sb_batch` per estimate (`noise_scale`)
+                 n_batches:int=32,       # batches of sb_batch per estimate (noise_scale)
                  scale:float=1.,         # multiplier on the noise's standard deviation (1: matched)
                  chunk:int=5000,         # evaluation chunk of the whole-set gradient
-                 loss_fn=F.cross_entropy # batch loss with a `reduction` argument
+                 loss_fn=F.cross_entropy # batch loss with a reduction argument
                 ):
         if not isinstance(sb_batch, int) or not 2 <= sb_batch < len(X):
             raise ValueError(f"sb_batch={sb_batch!r} must be an int with 2 <= sb_batch < N={len(X)} (the SB batch, e.g. 64)")
@@ -509,12 +509,12 @@ def remedy_options(name:str)->dict: # option: default
 
 def _lookup(name): return REMEDIES[lookup(REMEDIES, name, 'remedy', 'remedies')]
 
-def train_kwargs(name:str,           # a key of `REMEDIES`
-                 data,               # the training data (an lbsharp `Dataset`)
+def train_kwargs(name:str,           # a key of REMEDIES
+                 data,               # the training data (an lbsharp Dataset)
                  batch:int|float,    # the run's batch size (samples, or a fraction of the training set)
-                 sb_history:History|dict|None=None,    # the SB run of the same trial (`History` or its dict), for matched budgets
-                 **kw                # the remedy's options (see `remedy_options`)
-                )->dict:             # extra keyword arguments for `lbsharp.training.train`
+                 sb_history:History|dict|None=None,    # the SB run of the same trial (History or its dict), for matched budgets
+                 **kw                # the remedy's options (see remedy_options)
+                )->dict:             # extra keyword arguments for lbsharp.training.train
     "Keyword arguments for `train` that apply remedy `name` to a run with batch size `batch`."
     r = _lookup(name)
     opts = remedy_options(name)

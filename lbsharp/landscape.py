@@ -49,7 +49,7 @@ def _snap(c):
 
 def path_coefs(alpha:float,          # position on the path (0: SB, 1: LB)
                path:str='linear'     # 'linear' (Figure 3) or 'curvilinear' (Figure 7, Appendix D)
-              )->tuple[float, float]: # `(c_SB, c_LB)`: the point is `c_SB·x_SB + c_LB·x_LB`
+              )->tuple[float, float]: # (c_SB, c_LB): the point is c_SB·x_SB + c_LB·x_LB
     "Coefficients of the SB and LB solutions at `alpha` on `path`."
     alpha = float(alpha)
     if path == 'linear': return 1.0 - alpha, alpha
@@ -95,14 +95,14 @@ def _bn_settings(model, bn_stats):
 # %% ../nbs/04_landscape.ipynb #2bd183b4
 def parametric(sb:nn.Module,               # small-batch solution x_SB (α=0); evaluated in place, restored afterwards
                lb:nn.Module,               # large-batch solution x_LB (α=1), same architecture; only read
-               data,                       # `lbsharp.data.Dataset` (uses Xtr, Ytr and, if `test`, Xte, Yte)
-               alphas:list|np.ndarray|None=None,                # α grid; default `np.linspace(-1, 2, 25)` as in the official code
+               data,                       # lbsharp.data.Dataset (uses Xtr, Ytr and, if test, Xte, Yte)
+               alphas:list|np.ndarray|None=None,                # α grid; default np.linspace(-1, 2, 25) as in the official code
                path:str='linear',          # 'linear' (Figure 3) or 'curvilinear' (Figure 7)
-               chunk:int=5000,             # evaluation chunk, as the official `batch_size=5000`; recorded
+               chunk:int=5000,             # evaluation chunk, as the official batch_size=5000; recorded
                bn_stats:str='interpolate', # BN running statistics: 'interpolate' them or 'recompute' them at each point
                test:bool=True,             # also evaluate the test set
                quiet:bool=False,           # hide the progress bar
-               meta:dict|None=None         # extra information recorded in `settings`
+               meta:dict|None=None         # extra information recorded in settings
               )->dict:                     # JSON-ready: kind, path, x (the α), train/test {loss, acc}, settings
     "Loss and accuracy along the path from x_SB (α=0) to x_LB (α=1): the paper's parametric plot."
     check_compatible(sb, lb)
@@ -142,12 +142,12 @@ def _title(res):
     if res.get('kind') == 'parametric': return f"{res['path'].capitalize()} path: {res['settings']['formula']}"
     return 'Loss along a direction'
 
-def plot_line(res:dict,              # a 1-D result of `parametric` or `scan`
+def plot_line(res:dict,              # a 1-D result of parametric or scan
               ax:plt.Axes|None=None,               # matplotlib axes to draw on; a new figure if None
               logy:bool=False,       # log-scale loss axis
               title:str|None=None,   # axes title; default from the result
               legend:bool=True       # draw the legend
-             )->plt.Figure:          # the figure holding `ax` and its twin accuracy axis
+             )->plt.Figure:          # the figure holding ax and its twin accuracy axis
     "Draw a 1-D landscape in the paper's style: cross-entropy (blue, left), accuracy % (red, right); solid train, dashed test."
     if res.get('kind') not in ('parametric', 'scan1d'):
         raise ValueError(f"plot_line draws 1-D results (parametric or 1-D scan), got kind={res.get('kind')!r}; use plot_contour or plot_surface")
@@ -179,14 +179,14 @@ def _round(o, digits):
     if isinstance(o, float): return float(f'{o:.{digits}g}')
     return o
 
-def save_result(res:dict,      # result of `parametric` or `scan` (or a dict of them)
+def save_result(res:dict,      # result of parametric or scan (or a dict of them)
                 path,          # JSON file to write (parent folders are created)
                 digits:int=6   # significant digits kept
                )->Path:        # the path written
     "Write a landscape result (or a dict of results) as compact JSON, atomically."
     return write_json(path, _round(jsonable(res), digits), compact=True)
 
-def load_result(path)->dict: # JSON file written by `save_result`
+def load_result(path)->dict: # JSON file written by save_result
     "Read a result written by `save_result`."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path} does not exist; compute it first (parametric/scan, then save_result), or check the working directory ({Path.cwd().name})")
@@ -197,7 +197,7 @@ def random_direction(model:nn.Module,     # network at the centre of the plot
                      seed:int=0,          # seed of the Gaussian draw (a CPU generator, device-independent)
                      norm:str|None='filter', # 'filter' (Li et al.), 'layer' (per tensor) or None (raw Gaussian)
                      bias_bn:str='zero'   # 1-D parameters (biases, BN γ/β): 'zero' (Li et al.'s default) or 'weight' (d = θ)
-                    )->Tensor:            # flat direction, laid out like `parameters_to_vector(model.parameters())`
+                    )->Tensor:            # flat direction, laid out like parameters_to_vector(model.parameters())
     "A random direction in parameter space, filter-normalized as in Li et al. (2018)."
     if norm not in ('filter', 'layer', None): raise ValueError(f"norm={norm!r} is unknown; use 'filter', 'layer' or None")
     if bias_bn not in ('zero', 'weight'): raise ValueError(f"bias_bn={bias_bn!r} is unknown; use 'zero' or 'weight'")
@@ -222,17 +222,17 @@ def _direction(d, x, name):
     return d.to(x)
 
 def scan(model:nn.Module,        # network at the centre x; evaluated in place, restored afterwards
-         data,                   # `lbsharp.data.Dataset` (uses Xtr, Ytr and, if `test`, Xte, Yte)
-         d1:Tensor,              # first direction (flat, like `parameters_to_vector`)
+         data,                   # lbsharp.data.Dataset (uses Xtr, Ytr and, if test, Xte, Yte)
+         d1:Tensor,              # first direction (flat, like parameters_to_vector)
          d2:Tensor|None=None,    # second direction for a 2-D scan
          coords:list|np.ndarray|None=None,            # steps a along d1; default linspace(-1, 1, 25) (1-D) or (-1, 1, 21) (2-D)
-         coords2:list|np.ndarray|None=None,           # steps b along d2; default `coords`
+         coords2:list|np.ndarray|None=None,           # steps b along d2; default coords
          chunk:int=5000,         # evaluation chunk; recorded
          bn_stats:str='keep',    # BN running statistics: 'keep' the centre's or 'recompute' them at each point
          test:bool=True,         # also evaluate the test set
          quiet:bool=False,       # hide the progress bar
-         meta:dict|None=None,    # extra information recorded in `settings` (how the directions were made, a title, ...)
-         loss_fn=F.cross_entropy # loss with a `reduction` argument (as for `evaluate`)
+         meta:dict|None=None,    # extra information recorded in settings (how the directions were made, a title, ...)
+         loss_fn=F.cross_entropy # loss with a reduction argument (as for evaluate)
         )->dict:                 # JSON-ready: kind ('scan1d'/'scan2d'), x (and y), train/test {loss, acc}, settings
     "Loss and accuracy at x + a·d1 (1-D) or x + a·d1 + b·d2 (2-D) around the model's parameters x."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -268,13 +268,13 @@ def _grid_values(res, split, metric):
 
 _zlabel = {'loss': 'cross-entropy', 'acc': 'accuracy (%)'}
 
-def plot_contour(res:dict,            # a 2-D result of `scan`
+def plot_contour(res:dict,            # a 2-D result of scan
                  split:str='train',   # 'train' or 'test'
                  metric:str='loss',   # 'loss' or 'acc'
                  ax:plt.Axes|None=None,             # axes to draw on; a new figure if None
                  levels:int|list|None=None,         # contour levels (share them to compare plots); default 15 geometric levels of the loss
                  title:str|None=None  # axes title
-                )->plt.Figure:        # the figure holding `ax`
+                )->plt.Figure:        # the figure holding ax
     "Contour lines of a 2-D scan around a solution (Li et al. 2018), the centre marked by a star."
     X, Y, Z = _grid_values(res, split, metric)
     if ax is None: _, ax = plt.subplots(figsize=(4, 3.6))
@@ -288,13 +288,13 @@ def plot_contour(res:dict,            # a 2-D result of `scan`
     ax.set_title(title if title is not None else f'{split} {_zlabel[metric]}', fontsize=9)
     return ax.figure
 
-def plot_surface(res:dict,             # a 2-D result of `scan`
+def plot_surface(res:dict,             # a 2-D result of scan
                  split:str='train',    # 'train' or 'test'
                  metric:str='loss',    # 'loss' or 'acc'
-                 ax:plt.Axes|None=None,              # a 3-D axes (`projection='3d'`); a new figure if None
+                 ax:plt.Axes|None=None,              # a 3-D axes (projection='3d'); a new figure if None
                  zmax:float|None=None, # clip values above this
                  title:str|None=None   # axes title
-                )->plt.Figure:         # the figure holding `ax`
+                )->plt.Figure:         # the figure holding ax
     "3-D surface of a 2-D scan around a solution."
     X, Y, Z = _grid_values(res, split, metric)
     if zmax is not None: Z = np.minimum(Z, zmax)
@@ -307,21 +307,21 @@ def plot_surface(res:dict,             # a 2-D result of `scan`
 
 # %% ../nbs/04_landscape.ipynb #88be5a81
 def landscape(model:nn.Module,       # network at the centre x (evaluated in place, restored afterwards)
-              data,                  # training data in any form `as_tensors` accepts
+              data,                  # training data in any form as_tensors accepts
               dims:int=1,            # 1 (a line) or 2 (a plane)
               coords:list|np.ndarray|None=None,           # steps along each direction; default linspace(-1, 1, 25) (1-D) or (-1, 1, 21) (2-D)
-              directions:Tensor|tuple|None=None,       # d1 or (d1, d2), flat like `parameters_to_vector`; None: random, filter-normalized
+              directions:Tensor|tuple|None=None,       # d1 or (d1, d2), flat like parameters_to_vector; None: random, filter-normalized
               seed:int=0,            # seed of the random directions (d2 uses seed+1)
               test_data:tuple|object|None=None,        # also evaluate this split (any accepted form), e.g. the test set
-              loss_fn:Callable|None=None,          # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
-              bn:str='model',        # BatchNorm behaviour, see `lbsharp.measure.MEASURE_BN`
+              loss_fn:Callable|None=None,          # loss_fn(logits, y), the batch mean; None: cross-entropy (MSE for float targets)
+              bn:str='model',        # BatchNorm behaviour, see lbsharp.measure.MEASURE_BN
               chunk:int=5000,        # evaluation chunk
-              subset:int|None=None,  # seeded random subset of this many training samples (`subset_indices`; None: all)
-              check:bool=True,       # run `probe` (two evaluations) first
+              subset:int|None=None,  # seeded random subset of this many training samples (subset_indices; None: all)
+              check:bool=True,       # run probe (two evaluations) first
               quiet:bool=False,      # hide the progress bar
-              meta:dict|None=None,   # extra information recorded in `settings` (a title, ...)
+              meta:dict|None=None,   # extra information recorded in settings (a title, ...)
               output_fn:Callable|None=None         # the model's output -> logits (None: a tensor, a tuple's first item, .logits)
-             )->dict:                # JSON-ready result of `scan`, with mode, loss, evaluations and seconds in `settings`
+             )->dict:                # JSON-ready result of scan, with mode, loss, evaluations and seconds in settings
     "Loss and accuracy of any classifier on a line or plane through its weights, from data in any form."
     t0 = time.perf_counter()
     if dims not in (1, 2): raise ValueError(f"dims={dims} must be 1 (a line) or 2 (a plane)")

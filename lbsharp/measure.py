@@ -34,7 +34,7 @@ def _random_items(ds)->bool:
 # %% ../nbs/03a_measure.ipynb #2b953247
 def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Dataset, or a DataLoader (any order)
                model:nn.Module,       # the model: X and Y go to its device, float inputs to its dtype
-               subset:int|None=None,  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
+               subset:int|None=None,  # keep the seeded random subset subset_indices(len, subset) (None: all)
                batch_size:int=256     # batch size for reading a torch Dataset
               )->tuple[Tensor, Tensor]: # (X, Y) defining f, on the model's device
     "The training inputs and labels that define f, checked, then read once by `lbsharp.sharpness.train_tensors`."
@@ -57,9 +57,9 @@ def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Data
     return train_tensors(data, model, subset)
 
 # %% ../nbs/03a_measure.ipynb #d4e25ad5
-def as_loss(loss_fn:Callable|None=None, # `loss_fn(logits, y)` returning the batch mean; None: cross-entropy, or MSE for float targets
+def as_loss(loss_fn:Callable|None=None, # loss_fn(logits, y) returning the batch mean; None: cross-entropy, or MSE for float targets
             target:Tensor|None=None        # the targets (float ones make the default the mean squared error)
-           ):             # a loss `f(logits, y, reduction='sum'|'mean')` for `lbsharp.training.evaluate`
+           ):             # a loss f(logits, y, reduction='sum'|'mean') for lbsharp.training.evaluate
     "Adapt any loss to the `reduction=` interface of the evaluator, checking it returns a scalar."
     if loss_fn is None: loss_fn = F.mse_loss if target is not None and target.is_floating_point() else F.cross_entropy
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable as loss_fn(logits, y), got {type(loss_fn).__name__}")
@@ -123,7 +123,7 @@ MEASURE_BN = {'model': "the model's own eval-mode BatchNorm (running statistics 
 
 @contextmanager
 def measuring(model:nn.Module,   # the network
-              bn:str='model',    # BatchNorm behaviour: 'model', 'batch' or 'recompute' (see `MEASURE_BN`)
+              bn:str='model',    # BatchNorm behaviour: 'model', 'batch' or 'recompute' (see MEASURE_BN)
               X:Tensor|None=None,# the data (needed for 'recompute')
               chunk:int=5000     # chunk for 'recompute'
              ):                  # yields the description of the mode, as recorded in results
@@ -147,9 +147,9 @@ def measuring(model:nn.Module,   # the network
         for m, rm, rv, nb in saved: m.track_running_stats, m.running_mean, m.running_var, m.num_batches_tracked = True, rm, rv, nb
 
 # %% ../nbs/03a_measure.ipynb #4e5a85c9
-def probe(model:nn.Module,   # the network, in the mode to check (inside `measuring`)
+def probe(model:nn.Module,   # the network, in the mode to check (inside measuring)
           X:Tensor, Y:Tensor,# the data defining f
-          loss_fn:Callable|None=None,      # loss, as for `as_loss`
+          loss_fn:Callable|None=None,      # loss, as for as_loss
           chunk:int=5000,    # evaluation chunk
           rtol:float=1e-6    # allowed relative difference
          )->float:           # relative difference of the two values
@@ -163,16 +163,16 @@ def probe(model:nn.Module,   # the network, in the mode to check (inside `measur
 
 # %% ../nbs/03a_measure.ipynb #ae4e0a77
 def sharpness(model:nn.Module,        # classifier returning logits, measured at its current weights
-              data,                   # training data in any form `as_tensors` accepts
+              data,                   # training data in any form as_tensors accepts
               eps:float=1e-3,         # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,        # None: full space; an int: random subspace of that dimension (the paper: 100)
               adaptive:bool=False,    # box ε|x_i| (scale-invariant) instead of ε(|x_i|+1)
-              loss_fn:Callable|None=None,           # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
-              bn:str='model',         # BatchNorm behaviour, see `MEASURE_BN`
+              loss_fn:Callable|None=None,           # loss_fn(logits, y), the batch mean; None: cross-entropy (MSE for float targets)
+              bn:str='model',         # BatchNorm behaviour, see MEASURE_BN
               chunk:int=5000,         # evaluation chunk
-              subset:int|None=None,   # seeded random subset of this many samples (`subset_indices`; None: all)
+              subset:int|None=None,   # seeded random subset of this many samples (subset_indices; None: all)
               output_fn:Callable|None=None,         # the model's output -> logits (None: a tensor, a tuple's first item, .logits)
-              **kwargs                # passed to `lbsharp.sharpness.sharpness` (iters, solver, dist, seed, f_init, probe, dense)
+              **kwargs                # passed to lbsharp.sharpness.sharpness (iters, solver, dist, seed, f_init, probe, dense)
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of any model on data in any form, in an explicit evaluation mode (float16/bfloat16 in float32)."
     with in_float32(model) as own:
@@ -211,15 +211,15 @@ class Spectrum:
     def to_dict(self)->dict: return {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'vectors'}
 
 def hessian_spectrum(model:nn.Module,      # classifier returning logits (its weights are not changed)
-                     data,                 # training data in any form `as_tensors` accepts
+                     data,                 # training data in any form as_tensors accepts
                      k:int=1,              # number of largest eigenvalues
                      trace:int=0,          # Rademacher probes for Hutchinson's trace estimate (0: no trace)
                      tol:float=1e-3,       # relative accuracy of the eigenvalues
                      vectors:bool=False,   # also return the eigenvectors
-                     loss_fn:Callable|None=None,         # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
-                     bn:str='model',       # BatchNorm behaviour, see `MEASURE_BN`
+                     loss_fn:Callable|None=None,         # loss_fn(logits, y), the batch mean; None: cross-entropy (MSE for float targets)
+                     bn:str='model',       # BatchNorm behaviour, see MEASURE_BN
                      chunk:int=5000,       # evaluation chunk
-                     subset:int|None=None, # seeded random subset of this many samples (`subset_indices`; None: all)
+                     subset:int|None=None, # seeded random subset of this many samples (subset_indices; None: all)
                      seed:int=0,           # seed of the Lanczos start and of the probes
                      max_products:int=300, # cap on products for the eigenvalues
                      output_fn:Callable|None=None        # the model's output -> logits (None: a tensor, a tuple's first item, .logits)

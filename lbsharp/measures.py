@@ -58,10 +58,10 @@ def _read_extra(key:str, field:str|None=None)->Callable:
     return read
 
 # %% ../nbs/03d_measures.ipynb #239be753
-def sharp_kwargs(exp,                 # an `Experiment` (its sharp_iters, chunk, A_dist, A_seed, sharp_solver)
+def sharp_kwargs(exp,                 # an Experiment (its sharp_iters, chunk, A_dist, A_seed, sharp_solver)
                  eps:float,           # box size ε
                  p:int|None=None      # subspace dimension (None or 0: the full space)
-                )->dict:              # keyword arguments of `sharpness`
+                )->dict:              # keyword arguments of sharpness
     "The options of `sharpness` for one measurement of `exp` (also used by `lbsharp sharpness` to remeasure a run)."
     kw = dict(eps=eps, iters=exp.sharp_iters, chunk=exp.chunk)
     if p: kw.update(p=p, dist=exp.A_dist, seed=exp.A_seed)
@@ -93,8 +93,8 @@ def pacbayes_sigma(model:nn.Module,         # network at the solution (left unch
                    floor:float=1e-3,        # magnitude-aware: the floor ε of the std, sqrt(α² w_i² + ε²)
                    iters:int=20,            # bisection steps (log space) after the bracket
                    sigma0:float=1e-3,       # first σ tried when bracketing
-                   chunk:int=5000,          # evaluation chunk (as for `sharpness`)
-                   loss_fn=F.cross_entropy  # loss with a `reduction` argument
+                   chunk:int=5000,          # evaluation chunk (as for sharpness)
+                   loss_fn=F.cross_entropy  # loss with a reduction argument
                   )->dict:                  # sigma (σ′ or α′), the rises at the bracket, f0, evaluations, seconds
     "The largest σ (or α) of a Gaussian weight perturbation whose expected rise of the training loss is within `bound`."
     if not (isinstance(bound, (int, float)) and bound > 0):
@@ -202,10 +202,10 @@ def read_measure(r:dict,     # one run of the store (a result.json)
     if key not in MEASURES: raise KeyError(f"unknown measure {key!r}; known: {list(MEASURES)}")
     return MEASURES[key].read(r, eps)
 
-def measure_extras(exp,            # an `Experiment` (its extras, chunk, eps, sharpness settings)
+def measure_extras(exp,            # an Experiment (its extras, chunk, eps, sharpness settings)
                    model, X, Y,    # the network at a solution and the data that define f
                    seed:int        # the trial's seed
-                  )->dict:         # {key: what the store keeps}, in the order of `exp.extras`
+                  )->dict:         # {key: what the store keeps}, in the order of exp.extras
     "The measurements `exp.extras` at `model` on the data (X, Y) that define f, each by its entry in `MEASURES`."
     check_extras(exp.extras)
     return {k: MEASURES[k].compute(model, X, Y, exp, seed) for k in exp.extras}

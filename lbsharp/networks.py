@@ -42,12 +42,12 @@ class BatchStatNorm2d(_BatchStatMixin, nn.BatchNorm2d):
     "`BatchNorm2d` over channels with batch statistics at training and evaluation (Keras 1 `mode=2, axis=1`)."
 
 # %% ../nbs/01_networks.ipynb #22f21011
-def bn_layer(n:int,                # number of features (channels for `dim=2`)
+def bn_layer(n:int,                # number of features (channels for dim=2)
              dim:int=1,            # 1 after Dense layers, 2 after convolutions
              bn:str='batch',       # 'batch' (Keras mode=2), 'running' (PyTorch standard) or 'none'
              eps:float=1e-3,       # BatchNorm epsilon (Keras 1.2 default)
              momentum:float=0.1    # running-average momentum, used by bn='running' only
-            )->list[nn.Module]:    # `[layer]`, or `[]` for bn='none'
+            )->list[nn.Module]:    # [layer], or [] for bn='none'
     "The BatchNorm layer of mode `bn` after a layer with `n` outputs, as a (possibly empty) list."
     _check_choice('bn', bn, BN_MODES)
     if bn == 'none': return []
@@ -79,7 +79,7 @@ def mlp(input_shape:tuple,        # per-sample input shape; flattened first
         n_classes:int,            # number of outputs (logits)
         width:int=512,            # units per hidden layer
         depth:int=5,              # number of hidden layers
-        bn:str='batch',           # BatchNorm mode, see `BN_MODES`
+        bn:str='batch',           # BatchNorm mode, see BN_MODES
         bn_eps:float=1e-3,        # BatchNorm epsilon
         bn_momentum:float=0.1     # running-average momentum (bn='running' only)
        )->nn.Sequential:
@@ -93,7 +93,7 @@ def mlp(input_shape:tuple,        # per-sample input shape; flattened first
 # %% ../nbs/01_networks.ipynb #5afcecdf
 def shallownet(input_shape:tuple=(3, 32, 32), # (channels, height, width)
                n_classes:int=10,              # 10 for C1, 100 for C3
-               bn:str='batch',                # BatchNorm mode, see `BN_MODES`
+               bn:str='batch',                # BatchNorm mode, see BN_MODES
                bn_eps:float=1e-3,             # BatchNorm epsilon
                bn_momentum:float=0.1          # running-average momentum (bn='running' only)
               )->nn.Sequential:
@@ -117,7 +117,7 @@ DEEPNET_CFG = [64, .3, 64, 'M', 128, .4, 128, 'M', 256, .4, 256, .4, 256, 'M',
 
 def deepnet(input_shape:tuple=(3, 32, 32), # (channels, height, width)
             n_classes:int=10,              # 10 for C2, 100 for C4
-            bn:str='batch',                # BatchNorm mode, see `BN_MODES`
+            bn:str='batch',                # BatchNorm mode, see BN_MODES
             pool:str='standard',           # 'standard' = nn.MaxPool2d(2) (paper text, TF 'same'); 'theano' = Keras 1/Theano 'same' quirk
             bn_eps:float=1e-3,             # BatchNorm epsilon
             bn_momentum:float=0.1          # running-average momentum (bn='running' only)
@@ -185,11 +185,11 @@ NETWORKS = {
 }
 
 # %% ../nbs/01_networks.ipynb #512b3ff2
-def lookup(table:dict,  # a registry: `NETWORKS`, `REMEDIES`, ...
+def lookup(table:dict,  # a registry: NETWORKS, REMEDIES, ...
            name:str,     # the key asked for (matched case-insensitively)
            what:str,     # what a key is, for the error, e.g. 'network'
-           whats:str|None=None # its plural (default: `what` + 's')
-          )->str:        # the key as spelled in `table`
+           whats:str|None=None # its plural (default: what + 's')
+          )->str:        # the key as spelled in table
     "The key of `table` called `name`; an unknown name is an error listing the known ones and the closest match."
     if name in table: return name
     low = {k.lower(): k for k in table}
@@ -207,17 +207,17 @@ def _builder_defaults(builder):
 # %% ../nbs/01_networks.ipynb #82a46106
 def bn_layers(model:nn.Module,    # any network
               running:bool=False  # only the layers that keep running statistics
-             )->list:             # its BatchNorm layers, in `modules()` order
+             )->list:             # its BatchNorm layers, in modules() order
     "The BatchNorm layers of `model` (every BN flavour, including `BatchStatNorm`): lbsharp's one way to find them."
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.track_running_stats or not running)]
 
 # %% ../nbs/01_networks.ipynb #544e1691
-def build(name:str,             # a key of `NETWORKS`, e.g. 'F1', 'C3', 'mlp-mnist1d' (case-insensitive)
+def build(name:str,             # a key of NETWORKS, e.g. 'F1', 'C3', 'mlp-mnist1d' (case-insensitive)
           bn:str='batch',       # 'batch' (paper, Keras mode=2), 'running' (PyTorch standard) or 'none'
           init:str='keras',     # 'keras' (Glorot-uniform, zero biases) or 'torch' (PyTorch defaults)
           seed:int|None=None,   # seeds construction and initialisation (global RNG left untouched); None: use the global RNG
           **kw                  # builder options (bn_eps, bn_momentum, width, depth, pool) or input_shape/n_classes overrides
-         )->nn.Module:          # logits network with `.spec` describing how it was built
+         )->nn.Module:          # logits network with .spec describing how it was built
     "Build the registered network `name` with BatchNorm mode `bn` and initialisation `init`."
     name = _lookup(name)
     _check_choice('bn', bn, BN_MODES); _check_choice('init', init, INITS)
@@ -248,7 +248,7 @@ class NetTable(list):
         return '\n'.join(lines + ['| ' + ' | '.join(str(r[c]) for c in cols) + ' |' for r in self])
     __repr__ = __str__ = _repr_markdown_
 
-def summary(names:list|None=None, # networks to list (default: all of `NETWORKS`)
+def summary(names:list|None=None, # networks to list (default: all of NETWORKS)
             bn:str='batch'        # BatchNorm mode the layers and parameters are counted for
            )->NetTable:           # one row per network: name, dataset, input, layers, params, architecture
     "Table of registered networks with their layer counts and exact parameter counts (built on the meta device)."

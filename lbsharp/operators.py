@@ -31,7 +31,7 @@ def _ggn_graph(o:Tensor,      # a chunk's outputs (graph to the parameters attac
     if not Jtu.requires_grad: return None
     return o, u, Jtu, torch.autograd.grad(share, o, create_graph=True)[0]
 
-def _ggn_rows(graph:tuple,    # `_ggn_graph` of a chunk
+def _ggn_rows(graph:tuple,    # _ggn_graph of a chunk
               params:list,    # the selected parameters
               Vt:Tensor,      # k×n: the vectors, as rows
               batched:bool    # one vmap-batched backward per step (else k backwards)
@@ -55,7 +55,7 @@ class _Eval:
         self.op.model.eval(); torch.set_grad_enabled(True)
     def __exit__(self, *exc): self.op.model.train(self.was); torch.set_grad_enabled(self.grad)
 
-def _chunks(op)->list:  # this process's chunks (all of them without torch.distributed), as `evaluate` splits the data
+def _chunks(op)->list:  # this process's chunks (all of them without torch.distributed), as evaluate splits the data
     rank, world = dist_info()
     return chunk_slices(len(op.X), op.chunk)[rank::world]
 
@@ -84,7 +84,7 @@ class GGN(Hessian):
 
     def mm(self,
            V:Tensor,              # n×k block of vectors (a flat vector is taken as n×1)
-           fresh:bool=False,      # recompute the graphs instead of using the kept ones (`retain`)
+           fresh:bool=False,      # recompute the graphs instead of using the kept ones (retain)
            batched:bool|None=None # one vmap-batched backward per step; False: k backwards; None: batched off the CPU
           )->Tensor:              # G @ V, n×k (or n for a flat V)
         "G @ V: k GGN-vector products in one pass over the data, sharing each chunk's forward pass."
@@ -123,14 +123,14 @@ class Fisher(Hessian):
     def __init__(self,
                  model:nn.Module,          # classifier (or regressor) (its weights are not changed)
                  data,                     # training data: (X, Y), an lbsharp Dataset, or an in-order DataLoader
-                 chunk:int=5000,           # evaluation chunk (as for `sharpness`)
-                 subset:int|None=None,     # seeded random subset of the training samples (`subset_indices`; None: all)
-                 loss_fn=F.cross_entropy,  # loss with a `reduction` argument: 'sum' is the sum of per-sample losses (checked)
+                 chunk:int=5000,           # evaluation chunk (as for sharpness)
+                 subset:int|None=None,     # seeded random subset of the training samples (subset_indices; None: all)
+                 loss_fn=F.cross_entropy,  # loss with a reduction argument: 'sum' is the sum of per-sample losses (checked)
                  probe:bool=True,          # check at once that the network is deterministic in eval mode
                  retain:bool|None=None,    # keep the per-sample gradients ('vmap'; None: if N × n numbers take at most 256 MB) or the graphs ('jvp'; None: if one chunk)
-                 output_fn:Callable|None=None, # the model's output -> logits (None: `logits_of`)
+                 output_fn:Callable|None=None, # the model's output -> logits (None: logits_of)
                  params=None,              # restrict to these parameters: names, modules or parameters (None: all trainable)
-                 method:str|None=None,     # 'vmap' or 'jvp' (see `FISHER_METHODS`); None: 'vmap', or 'jvp' with BatchNorm in batch mode
+                 method:str|None=None,     # 'vmap' or 'jvp' (see FISHER_METHODS); None: 'vmap', or 'jvp' with BatchNorm in batch mode
                  group:int=256):           # 'vmap': per-sample gradients computed this many at a time (memory: group × n numbers)
         if method is not None and method not in FISHER_METHODS: raise ValueError(f"method={method!r} is unknown; use one of {list(FISHER_METHODS)} or None")
         if not (isinstance(group, int) and group >= 1): raise ValueError(f"group={group!r} must be an integer >= 1 (samples per vmap call)")
@@ -152,10 +152,10 @@ class Fisher(Hessian):
                 f"products={self.products})")
 
 # %% ../nbs/03c_operators.ipynb #7e9df078
-def _groups(op)->list:  # this process's chunks, each cut into slices of at most `op.group` samples
+def _groups(op)->list:  # this process's chunks, each cut into slices of at most op.group samples
     return [slice(s.start + t.start, s.start + t.stop) for s in _chunks(op) for t in chunk_slices(s.stop - s.start, op.group)]
 
-def _per_sample(op:Fisher, s:slice)->Tensor:  # |s|×n: the gradients gᵢ of the samples in `s`
+def _per_sample(op:Fisher, s:slice)->Tensor:  # |s|×n: the gradients gᵢ of the samples in s
     "Per-sample gradients of ℓ(oᵢ, yᵢ) with respect to the selected parameters, by `torch.func.vmap(grad)` (random layers stay random: the probe then refuses the operator)."
     pd = {k: q.detach() for k, q in zip(op._names, op.params)}
     rest = {k: q.detach() for k, q in op.model.named_parameters() if k not in pd}   # fixed: no autograd graph to them
@@ -197,7 +197,7 @@ def _build(self:Fisher):
 @patch
 def mm(self:Fisher,
        V:Tensor,              # n×k block of vectors (a flat vector is taken as n×1)
-       fresh:bool=False,      # recompute instead of using what `retain` kept
+       fresh:bool=False,      # recompute instead of using what retain kept
        batched:bool|None=None # 'jvp': one vmap-batched backward per step; None: batched off the CPU ('vmap': matrix products)
       )->Tensor:              # F̃ @ V, n×k (or n for a flat V)
     "F̃ @ V = (1/N) Σᵢ gᵢ (gᵢᵀV) in one pass over the data (or over what `retain` kept)."
@@ -237,7 +237,7 @@ def layers_of(model:nn.Module)->list:  # [(name, its trainable parameters)] in m
     out = [(k or '(model)', [q for q in m.parameters(recurse=False) if q.requires_grad]) for k, m in model.named_modules()]
     return [(k, ps) for k, ps in out if ps]
 
-def _label(model:nn.Module, item)->str:  # how a `layers` entry is shown
+def _label(model:nn.Module, item)->str:  # how a layers entry is shown
     if isinstance(item, str): return item
     if isinstance(item, (list, tuple)): return '+'.join(_label(model, i) for i in item)
     pool = model.named_modules() if isinstance(item, nn.Module) else model.named_parameters()
@@ -283,7 +283,7 @@ def _repr_markdown_(self:LayerSpectra)->str:
 @patch
 def plot(self:LayerSpectra,
          ax=None,   # matplotlib axes (None: a new figure)
-         **kw       # passed to `ax.plot`
+         **kw       # passed to ax.plot
         ):
     "Each layer's top eigenvalues (the largest joined by a line), on a log scale (symmetric log if any is ≤ 0)."
     import matplotlib.pyplot as plt
@@ -302,14 +302,14 @@ def plot(self:LayerSpectra,
 
 # %% ../nbs/03c_operators.ipynb #4df3b71d
 def layer_spectra(model:nn.Module,      # classifier (or regressor) returning logits (its weights are not changed)
-                  data,                 # training data in any form `as_tensors` accepts
-                  kind:str='hessian',   # 'hessian', 'ggn' or 'fisher' (see `OPERATORS`)
+                  data,                 # training data in any form as_tensors accepts
+                  kind:str='hessian',   # 'hessian', 'ggn' or 'fisher' (see OPERATORS)
                   k:int=1,              # top eigenvalues per layer
-                  layers=None,          # None: every module owning trainable parameters; else a list of blocks (each as `params=`)
-                  loss_fn:Callable|None=None,   # `loss_fn(logits, y)`, the batch mean; None: cross-entropy (MSE for float targets)
-                  bn:str='model',       # BatchNorm behaviour, see `MEASURE_BN`
+                  layers=None,          # None: every module owning trainable parameters; else a list of blocks (each as params=)
+                  loss_fn:Callable|None=None,   # loss_fn(logits, y), the batch mean; None: cross-entropy (MSE for float targets)
+                  bn:str='model',       # BatchNorm behaviour, see MEASURE_BN
                   chunk:int=5000,       # evaluation chunk
-                  subset:int|None=None, # seeded random subset of this many samples (`subset_indices`; None: all)
+                  subset:int|None=None, # seeded random subset of this many samples (subset_indices; None: all)
                   tol:float=1e-3,       # relative accuracy of the eigenvalues
                   seed:int=0,           # seed of each Lanczos start
                   max_products:int=300, # cap on products per layer

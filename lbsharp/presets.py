@@ -82,7 +82,7 @@ class Experiment:
 # %% ../nbs/04a_presets.ipynb #b20b2f7a
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 
-def exp_from_dict(d:dict,            # e.g. the content of `experiment.json`
+def exp_from_dict(d:dict,            # e.g. the content of experiment.json
                   where:str='config' # named in errors
                  )->Experiment:
     "Rebuild an `Experiment` from a dict, refusing unknown keys and values of the wrong type."
@@ -146,8 +146,8 @@ def all_presets()->dict:
     "`PRESETS` plus the remedies' presets (`REMEDY_PRESETS`, e.g. 'remedy-sam') and the gap experiment's (`GAP_PRESETS`)."
     return {**PRESETS, **REMEDY_PRESETS, **GAP_PRESETS}
 
-def preset(name:str,  # a key of `all_presets()`
-           **overrides # any `Experiment` field
+def preset(name:str,  # a key of all_presets()
+           **overrides # any Experiment field
           )->Experiment:
     "The experiment called `name`, with `overrides` applied."
     P = all_presets()

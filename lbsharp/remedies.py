@@ -182,7 +182,7 @@ def sharpness_correlation(res:dict,                  # result of load_remedies
 
 # %% ../nbs/06_remedies.ipynb #01016ebe
 def plot_remedies(res:dict,           # result of load_remedies
-                  spaces=('phi_full', 'phi_sub', 'lam_max'), # x-axis quantities (keys of `MEASURES`), one panel each
+                  spaces=('phi_full', 'phi_sub', 'lam_max'), # x-axis quantities (keys of MEASURES), one panel each
                   axs:list|None=None # axes to draw in, one per quantity (None: a new figure)
                  )->plt.Figure:
     "Test accuracy against ε-sharpness (and λmax) for every remedy and both baselines, mean ± std over trials."

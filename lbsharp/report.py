@@ -67,7 +67,7 @@ PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
 CAP = '⚠'  # marks a regime whose runs hit the epoch cap
 
-def pm(m,                 # (mean, std, n) from summarize or `_ms`, a paper (mean, std), or None
+def pm(m,                 # (mean, std, n) from summarize or _ms, a paper (mean, std), or None
        spec:str='.3g',    # format of the mean
        sd:str='.2g',      # format of the std
        unit:str='',       # appended to both, e.g. '%'

@@ -48,7 +48,7 @@ class Subspace:
                  device='cpu',           # where products are computed
                  dtype=torch.float32,    # dtype of A's blocks (the model's)
                  dense:bool|None=None,   # keep A in memory; None: if it takes at most 256 MB
-                 gen:str='cpu'):         # generator of A: 'cpu' (default, as committed) or 'counter' (on `device`), see `GENERATORS`
+                 gen:str='cpu'):         # generator of A: 'cpu' (default, as committed) or 'counter' (on device), see GENERATORS
         if not 1 <= p <= n: raise ValueError(f"p={p} must satisfy 1 <= p <= n={n} (the number of parameters); the paper uses p=100")
         if dist not in ('normal', 'uniform'):
             raise ValueError(f"dist={dist!r} is unknown: use 'normal' (i.i.d. N(0,1)) or 'uniform' (i.i.d. U[0,1))")
@@ -167,15 +167,15 @@ def _fast_ok()->bool:
     except Exception: return False
 FAST_LBFGSB = _fast_ok()  # drive SciPy's `setulb` directly (same algorithm as `minimize`, no O(n) Python setup)
 
-def lbfgsb(fun,                   # `fun(y) -> (value, gradient)` of the function to *minimise* (float64 NumPy)
+def lbfgsb(fun,                   # fun(y) -> (value, gradient) of the function to *minimise* (float64 NumPy)
            y0:np.ndarray,         # starting point (clipped into the box)
            lo:np.ndarray,         # lower bounds
            hi:np.ndarray,         # upper bounds
            iters:int,             # number of iterations to run (tolerance stops are off)
            m:int=10,              # memory of the limited-memory matrix (SciPy's default)
            maxls:int=20,          # maximum line-search steps per iteration (SciPy's default)
-           on_iter:Callable|None=None, # called as `on_iter(k)` after iteration k
-           fast:bool|None=None    # drive `setulb` directly; None: `FAST_LBFGSB`
+           on_iter:Callable|None=None, # called as on_iter(k) after iteration k
+           fast:bool|None=None    # drive setulb directly; None: FAST_LBFGSB
           )->tuple[int, str]:     # (iterations done, SciPy's stop message)
     "Minimise `fun` over the box [lo, hi] with exactly `iters` L-BFGS-B iterations."
     it = [0]
@@ -306,17 +306,17 @@ def _check(eps, iters, solver, starts=1):
         raise ValueError(f"starts={starts} must be an integer >= 1 (1: y = 0 only; 2: also the sign corner; more: random vertices)")
 
 # %% ../nbs/03_sharpness.ipynb #7f52e855
-def box_sharpness(fg,                   # `fg(x) -> (f, grad)` at a flat parameter tensor x
+def box_sharpness(fg,                   # fg(x) -> (f, grad) at a flat parameter tensor x
                   x:Tensor,             # the point (flat)
                   eps:float=1e-3,       # box size ε
-                  A:Subspace|Tensor|None=None, # None (full space), a `Subspace`, or an n×p tensor
+                  A:Subspace|Tensor|None=None, # None (full space), a Subspace, or an n×p tensor
                   iters:int=10,         # L-BFGS-B iterations (the paper: 10)
-                  solver:str='scaled',  # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see `SOLVERS`
+                  solver:str='scaled',  # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see SOLVERS
                   n_data:int=1,         # M, the number of terms averaged in f (scales the 'sum' objective)
                   adaptive:bool=False,  # box ε|u_i| instead of ε(|u_i|+1)
                   f_init:float|None=None,# f at training's initial point: also report 100·(fmax-f0)/(f_init-f0)
                   stall:int|None=20,    # stop a start when this many evaluations in a row have not raised its fmax beyond rounding
-                  starts:int|None=None  # budget: best of this many starts (y = 0, sign corner, random vertices), `iters` each; None: `STARTS`
+                  starts:int|None=None  # budget: best of this many starts (y = 0, sign corner, random vertices), iters each; None: STARTS
                  )->Sharpness:
     "Keskar et al.'s (C_ε, A)-sharpness of the function `fg` at `x`, by L-BFGS-B on the box (best of `starts` runs)."
     t0 = time.perf_counter()
@@ -377,7 +377,7 @@ def model_dtype(model:nn.Module)->str:  # e.g. 'float32', or 'bfloat16+float32' 
 @contextmanager
 def in_float32(model:nn.Module, # the model; its float16/bfloat16 parameters and buffers are float32 inside
                warn:bool=True   # say so (once per call) when it casts
-              ):                # yields the model's own dtype (`model_dtype`)
+              ):                # yields the model's own dtype (model_dtype)
     "Measure a low-precision model in float32 at exactly its weights; on exit its own tensors (and grads) are put back."
     own = model_dtype(model)
     ps = [q for q in model.parameters() if q.dtype in LOW_PRECISION]
@@ -398,12 +398,12 @@ def in_float32(model:nn.Module, # the model; its float16/bfloat16 parameters and
 def _name(f)->str: return getattr(f, '__name__', type(f).__name__)
 def _shape(t)->str: return str(tuple(t.shape))
 
-def check_batch(model:nn.Module,           # the model (or an `Outputs` already)
-                X, Y:Tensor,               # the data defining f, as `train_tensors` returns them
+def check_batch(model:nn.Module,           # the model (or an Outputs already)
+                X, Y:Tensor,               # the data defining f, as train_tensors returns them
                 loss_fn=F.cross_entropy,   # the loss, called with reduction='sum' and 'mean'
                 chunk:int=5000,            # evaluation chunk: the check looks at the first min(chunk, 256) samples
-                output_fn:Callable|None=None  # output -> logits (None: `logits_of`)
-               )->tuple:                   # (the model as `evaluate` must call it, Y shaped as the loss needs)
+                output_fn:Callable|None=None  # output -> logits (None: logits_of)
+               )->tuple:                   # (the model as evaluate must call it, Y shaped as the loss needs)
     "Check the batch and loss contract once, on the first chunk, before any work; say what is wrong and how to fix it."
     k = min(len(X), chunk, 256)
     x, name = X[:k], _name(loss_fn)
@@ -488,7 +488,7 @@ def _batches(loader:DataLoader):
 
 def in_order(loader:DataLoader, # a DataLoader, possibly shuffling
              warn:bool=True     # warn when it re-wraps
-            )->DataLoader:      # `loader` itself, or its dataset read in index order
+            )->DataLoader:      # loader itself, or its dataset read in index order
     "`loader` if it reads its dataset in order; else a loader over the same dataset in index order (same batch size and collate_fn)."
     if isinstance(loader.dataset, IterableDataset) or isinstance(loader.sampler, SequentialSampler): return loader
     if warn: warnings.warn(f"the DataLoader samples its data ({type(loader.sampler).__name__}), so f would change between "
@@ -507,7 +507,7 @@ def data_form(data)->str:  # recorded with every measurement
 # %% ../nbs/03_sharpness.ipynb #617786fe
 def trainable_params(model:nn.Module,  # the network
                      params=None         # None: all; else a name (a parameter's or a module's), a module, a parameter, or a list of them
-                    )->list:             # parameters with requires_grad, in `parameters()` order
+                    )->list:             # parameters with requires_grad, in parameters() order
     "The parameters that make up x: all trainable ones (weights, biases, BatchNorm affine), or those of the chosen names/modules."
     ps = [p for p in model.parameters() if p.requires_grad]
     if not ps: raise ValueError("the model has no trainable parameters (requires_grad=True): there is no x to measure")
@@ -533,9 +533,9 @@ def trainable_params(model:nn.Module,  # the network
         chosen.update(id(q) for q in got)
     return [p for p in ps if id(p) in chosen]
 
-def train_tensors(data,                 # (X, Y) tensors (X may be a dict of named inputs), an lbsharp `Dataset` (train split), a torch Dataset or a DataLoader (any order)
+def train_tensors(data,                 # (X, Y) tensors (X may be a dict of named inputs), an lbsharp Dataset (train split), a torch Dataset or a DataLoader (any order)
                   model:nn.Module,      # the model (device and dtype follow it)
-                  subset:int|None=None  # keep the seeded random subset `subset_indices(len, subset)` (None: all)
+                  subset:int|None=None  # keep the seeded random subset subset_indices(len, subset) (None: all)
                  )->tuple[Tensor, Tensor]:
     "The training inputs and labels that define f, on the model's device."
     if hasattr(data, 'Xtr') and hasattr(data, 'Ytr'): X, Y = data.Xtr, data.Ytr
@@ -569,23 +569,23 @@ def eval_mode(model:nn.Module)->str:  # description recorded in results
 
 # %% ../nbs/03_sharpness.ipynb #939ef496
 def sharpness(model:nn.Module,       # classifier returning logits, measured at its current weights
-              data,                  # training data: (X, Y), an lbsharp Dataset, a torch Dataset or a DataLoader (see `train_tensors`)
+              data,                  # training data: (X, Y), an lbsharp Dataset, a torch Dataset or a DataLoader (see train_tensors)
               eps:float=1e-3,        # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,       # None: full space (A = I); an int: random subspace of that dimension (the paper: 100)
               iters:int=10,          # L-BFGS-B iterations (the paper: 10)
-              solver:str='scaled',   # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see `SOLVERS`
+              solver:str='scaled',   # 'scaled' (default), 'mean' (literal), 'sum' or 'sign', see SOLVERS
               dist:str='normal',     # subspace: A's entries 'normal' N(0,1) or 'uniform' U[0,1)
               seed:int=0,            # subspace: seed of A
               adaptive:bool=False,   # box ε|x_i| (scale-invariant) instead of ε(|x_i|+1)
               chunk:int=5000,        # evaluation chunk (part of f's definition with BatchNorm in batch mode)
-              subset:int|None=None,  # f on a seeded random subset of this many training samples (`subset_indices`; None: all, the paper's f)
+              subset:int|None=None,  # f on a seeded random subset of this many training samples (subset_indices; None: all, the paper's f)
               f_init:float|None=None,# f at training's initial point x0: adds the variant 100·(fmax-f)/(f(x0)-f)
-              loss_fn=F.cross_entropy, # loss with a `reduction` argument: 'sum' is the sum of per-sample losses (checked)
-              output_fn:Callable|None=None, # the model's output -> logits (None: `logits_of`: a tensor, a tuple's first item, .logits)
+              loss_fn=F.cross_entropy, # loss with a reduction argument: 'sum' is the sum of per-sample losses (checked)
+              output_fn:Callable|None=None, # the model's output -> logits (None: logits_of: a tensor, a tuple's first item, .logits)
               probe:bool=True,       # re-evaluate f at the end; warn if it changed (non-determinism)
               dense:bool|None=None,  # subspace: keep A in memory (None: if ≤ 256 MB), else stream it
-              starts:int|None=None,  # best of this many starts (y = 0, sign corner, random vertices), `iters` iterations each; None: 1 in the full space, 8 in a subspace (`STARTS`)
-              gen:str='cpu'          # subspace: generator of A, 'cpu' (default) or 'counter' (on the model's device), see `GENERATORS`
+              starts:int|None=None,  # best of this many starts (y = 0, sign corner, random vertices), iters iterations each; None: 1 in the full space, 8 in a subspace (STARTS)
+              gen:str='cpu'          # subspace: generator of A, 'cpu' (default) or 'counter' (on the model's device), see GENERATORS
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of `model` at its current weights, on its training data."
     _check(eps, iters, solver, starts)
@@ -621,10 +621,10 @@ def sharpness(model:nn.Module,       # classifier returning logits, measured at 
 
 # %% ../nbs/03_sharpness.ipynb #e18ca614
 def exact_hessian(model:nn.Module,         # a small network (n up to a few thousand parameters)
-                  data,                    # training data, as for `sharpness`
-                  chunk:int=5000,          # evaluation chunk, as for `sharpness`
-                  loss_fn=F.cross_entropy  # loss with a `reduction` argument
-                 )->Tensor:                # n×n Hessian of f in `trainable_params` order
+                  data,                    # training data, as for sharpness
+                  chunk:int=5000,          # evaluation chunk, as for sharpness
+                  loss_fn=F.cross_entropy  # loss with a reduction argument
+                 )->Tensor:                # n×n Hessian of f in trainable_params order
     "Dense Hessian of the mean training loss by `torch.autograd.functional.hessian` (a reference for tests)."
     X, Y = train_tensors(data, model)
     model, Y = check_batch(model, X, Y, loss_fn, chunk)
@@ -665,13 +665,13 @@ class Hessian:
     def __init__(self,
                  model:nn.Module,          # classifier returning logits (its weights are not changed)
                  data,                     # training data: (X, Y), an lbsharp Dataset, or an in-order DataLoader
-                 chunk:int=5000,           # evaluation chunk (as for `sharpness`)
-                 subset:int|None=None,     # seeded random subset of the training samples (`subset_indices`; None: all)
-                 loss_fn=F.cross_entropy,  # loss with a `reduction` argument: 'sum' is the sum of per-sample losses (checked)
+                 chunk:int=5000,           # evaluation chunk (as for sharpness)
+                 subset:int|None=None,     # seeded random subset of the training samples (subset_indices; None: all)
+                 loss_fn=F.cross_entropy,  # loss with a reduction argument: 'sum' is the sum of per-sample losses (checked)
                  probe:bool=True,          # check at once that the network is deterministic in eval mode
                  retain:bool|None=None,    # keep every chunk's gradient graph (faster products, more memory); None: if one chunk
-                 output_fn:Callable|None=None, # the model's output -> logits (None: `logits_of`)
-                 params=None):             # restrict to these parameters: names, modules or parameters (see `trainable_params`; None: all)
+                 output_fn:Callable|None=None, # the model's output -> logits (None: logits_of)
+                 params=None):             # restrict to these parameters: names, modules or parameters (see trainable_params; None: all)
         if any(q.dtype in LOW_PRECISION for q in model.parameters()):
             name = type(self).__name__
             raise ValueError(f"the model is {model_dtype(model)}: its {name}-vector products would be rounding noise. "
@@ -750,7 +750,7 @@ def start(self:Hessian, seed:int=0)->Tensor:  # unit vector, float64 draw on the
 
 @patch
 def probe(self:Hessian,
-          seed:int=0,         # seed of the probe vector (`start(seed)`)
+          seed:int=0,         # seed of the probe vector (start(seed))
           rtol:float=1e-5     # allowed relative difference
          )->float:            # the relative difference found
     "Compute one product twice (with `retain`: afresh and from the kept graph); raise if the two differ."
@@ -779,7 +779,7 @@ def eigenvalues(self:Hessian,
                 tol:float=1e-4,           # relative accuracy asked for (see the stopping rule above)
                 vectors:bool=False,       # also return the eigenvectors (n×k tensor on the model's device)
                 seed:int=0,               # seed of the starting vector
-                method:str='lanczos',     # 'lanczos' (ours, on the device) or 'arpack' (SciPy `eigsh` on `operator()`)
+                method:str='lanczos',     # 'lanczos' (ours, on the device) or 'arpack' (SciPy eigsh on operator())
                 max_products:int=300      # cap on Hessian-vector products ('lanczos')
                ):
     "The `k` largest (algebraic) eigenvalues of the Hessian, in descending order (and eigenvectors)."

@@ -73,11 +73,11 @@ def known()->list:
 class Tracker:
     "A `track` hook for `train`: chosen measures of f on a fixed evaluation set every `every` epochs, λmax warm-started."
     def __init__(self,
-                 every:int=1,             # measure every `every` epochs (and at x0 and the last epoch)
+                 every:int=1,             # measure every every epochs (and at x0 and the last epoch)
                  measures=('lambda_max', 'trace', 'phi'), # names in TRACKED or the registry (see known)
-                 n_eval:int|None=2000,    # the evaluation set: `subset_indices(n_train, n_eval)` of the training set (None: all)
+                 n_eval:int|None=2000,    # the evaluation set: subset_indices(n_train, n_eval) of the training set (None: all)
                  eps:float=1e-3,          # box size ε of 'phi'
-                 bn:str='model',          # BatchNorm policy while measuring (`lbsharp.measure.MEASURE_BN`; 'model' as `sharpness`)
+                 bn:str='model',          # BatchNorm policy while measuring (lbsharp.measure.MEASURE_BN; 'model' as sharpness)
                  probes:int=30,           # Rademacher probes of 'trace'
                  tol:float=1e-3,          # relative accuracy of 'lambda_max'
                  max_products:int=300,    # cap on Lanczos products of 'lambda_max'
@@ -111,7 +111,7 @@ class Tracker:
         return cls(**d)
     def to_dict(self)->dict: return {k: getattr(self, k) for k in list(inspect.signature(Tracker.__init__).parameters)[1:]}
     def __repr__(self): return f"Tracker({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
-    def state_dict(self)->dict: return dict(self.state)            # the warm-start vector: stored in checkpoints by `train`
+    def state_dict(self)->dict: return dict(self.state)            # the warm-start vector: stored in checkpoints by train
     def load_state_dict(self, d:dict): self.state = dict(d)
 
     def __call__(self, model:nn.Module, data:tuple, epoch:int=0)->dict:

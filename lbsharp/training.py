@@ -26,7 +26,7 @@ __all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'LABEL_KEYS', 'chunk
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
                  chunk:int=5000  # chunk size (the last chunk may be shorter)
-                )->list[slice]:  # consecutive slices covering `range(n)` in order
+                )->list[slice]:  # consecutive slices covering range(n) in order
     "The fixed, ordered chunks that define `f` on a data set of `n` samples."
     if chunk < 1: raise ValueError(f"chunk={chunk} must be a positive integer, e.g. chunk=5000")
     return [slice(i, min(i+chunk, n)) for i in range(0, n, chunk)]
@@ -41,11 +41,11 @@ class Eval:
 def evaluate(model:nn.Module,        # classifier returning logits
              X:Tensor,               # inputs, on the model's device
              Y:Tensor,               # integer labels
-             chunk:int=5000,         # evaluation chunk size (part of `f`'s definition in BN `batch` mode)
-             grad:bool=False,        # accumulate the gradient of the mean loss into `.grad` (zeroed first)
-             per_chunk:Callable|None=None, # optional `fn(share)` called with each chunk's share of the mean loss (graph attached)
+             chunk:int=5000,         # evaluation chunk size (part of f's definition in BN batch mode)
+             grad:bool=False,        # accumulate the gradient of the mean loss into .grad (zeroed first)
+             per_chunk:Callable|None=None, # optional fn(share) called with each chunk's share of the mean loss (graph attached)
              loss_fn=F.cross_entropy,# loss with a `reduction` argument
-             shard=(0, 1)            # `(rank, world)`: this process evaluates chunks rank, rank+world, ...; sums all-reduced
+             shard=(0, 1)            # (rank, world): this process evaluates chunks rank, rank+world, ...; sums all-reduced
             )->Eval:
     "Mean loss and accuracy of `model` on `(X, Y)` in fixed chunks, in evaluation mode; optionally its gradient."
     n = len(X)
@@ -126,10 +126,10 @@ class Progress:
         if self._gen is not None: self._gen.close(); self._gen = None
 
 def progress(it,                  # iterable to wrap
-             quiet:bool=False,    # hide the bar (it is also hidden under env `LBSHARP_QUIET=1` and inside a quiet `progress_jobs`)
+             quiet:bool=False,    # hide the bar (it is also hidden under env LBSHARP_QUIET=1 and inside a quiet progress_jobs)
              label:str='',        # what is counted, e.g. 'epochs (batch 256)'
-             comment:str='',      # initial text beside the bar (callers update `.comment`)
-             total:int|None=None  # number of steps when `it` has no length
+             comment:str='',      # initial text beside the bar (callers update .comment)
+             total:int|None=None  # number of steps when it has no length
             )->Progress:
     "A fastprogress bar over `it`: the child of the open `progress_jobs` bar if any; silent when `quiet`."
     return Progress(it, label, comment, total, quiet)
@@ -160,7 +160,7 @@ class _Jobs:
 def progress_jobs(it,                  # the jobs (trials, runs, warm starts...)
                   quiet:bool=False,    # silence this bar and every bar opened inside it
                   label:str='job',     # what one job is, e.g. 'trial'
-                  total:int|None=None, # number of jobs when `it` has no length
+                  total:int|None=None, # number of jobs when it has no length
                   names:list|None=None # a name per job, shown after its number (e.g. 'run-trial0-SB')
                  ):
     "A master bar over jobs; bars opened during a job are its child (inside another master: a child bar itself)."
@@ -186,9 +186,9 @@ def resolve_batch(batch:int|float, # batch size in samples (int) or fraction of 
     return batch
 
 # %% ../nbs/02_training.ipynb #5bd658ce
-def init_model(name:str,   # network name in `lbsharp.networks.NETWORKS`, e.g. 'F1' or 'mlp-mnist1d'
+def init_model(name:str,   # network name in lbsharp.networks.NETWORKS, e.g. 'F1' or 'mlp-mnist1d'
                seed:int=0, # initialisation seed: the trial's x0 (same seed -> same x0, for SB and LB)
-               **build_kw  # passed to `lbsharp.networks.build` (e.g. bn='none', init='torch')
+               **build_kw  # passed to lbsharp.networks.build (e.g. bn='none', init='torch')
               )->nn.Module:
     "Network `name` at the initial point x0 of trial `seed`, with the seed recorded in `model.spec`."
     with torch.random.fork_rng(devices=[]):
@@ -200,8 +200,8 @@ def init_model(name:str,   # network name in `lbsharp.networks.NETWORKS`, e.g. '
 OPTIMIZERS = {'adam': torch.optim.Adam, 'sgd': torch.optim.SGD, 'adagrad': torch.optim.Adagrad}
 PAPER_ADAM = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)  # Keras 1 Adam defaults (lr 1e-3)
 
-def make_optimizer(params,              # parameters to optimise (e.g. `model.parameters()`)
-                   optimizer='adam',    # 'adam', 'sgd', 'adagrad', or a function `params -> torch.optim.Optimizer`
+def make_optimizer(params,              # parameters to optimise (e.g. model.parameters())
+                   optimizer='adam',    # 'adam', 'sgd', 'adagrad', or a function params -> torch.optim.Optimizer
                    lr:float=1e-3,       # learning rate (the paper: Adam's default 1e-3 for SB and LB alike)
                    opt_kw:dict|None=None # extra options for the named optimizer (checked against its signature)
                   )->torch.optim.Optimizer:
@@ -254,9 +254,9 @@ def jsonable(o):
     return getattr(o, '__qualname__', None) or re.sub(r' at 0x[0-9a-fA-F]+', '', repr(o))  # no addresses: stable across runs
 
 def write_json(path:str|Path,     # destination (parent folders are created)
-               obj,               # anything `jsonable` accepts
+               obj,               # anything jsonable accepts
                compact:bool=False # no indentation (large results such as landscapes)
-              )->Path:            # `path`
+              )->Path:            # path
     "Write `obj` as standard JSON atomically: readers see the old file or the new one, never a torn one."
     text = json.dumps(jsonable(obj), allow_nan=False, **(dict(separators=(',', ':')) if compact else dict(indent=1)))
     return atomic_write(path, lambda f: f.write(text.encode()))
@@ -292,7 +292,7 @@ class History:
 
 # %% ../nbs/02_training.ipynb #b1ba74aa
 def stalled(losses:list,          # training loss per epoch, starting at x0
-            patience:int=20,      # window: the last `patience` epochs are compared with all before them
+            patience:int=20,      # window: the last patience epochs are compared with all before them
             min_delta:float=0.01  # relative improvement the window must make: best(window) < (1-min_delta)*best(before)
            )->bool:
     "True when the last `patience` epochs lowered the best training loss by less than the fraction `min_delta`."
@@ -322,7 +322,7 @@ def save_checkpoint(obj:dict, path)->Path:
 
 def load_checkpoint(path,                # a checkpoint file, or a directory (its latest checkpoint)
                     model:nn.Module|None=None, # if given, its weights are loaded from the checkpoint (warm start)
-                    map_location='cpu'   # passed to `torch.load` (weights are copied to the model's device)
+                    map_location='cpu'   # passed to torch.load (weights are copied to the model's device)
                    )->dict:              # the checkpoint: model, opt, gen, rng, history, config, epoch
     "Load a training checkpoint; with `model`, copy its weights in (a warm start: the optimizer is not restored)."
     path = Path(path)
@@ -390,7 +390,7 @@ class Inputs:
     @property
     def device(self): return next(iter(self.d.values())).device
     def is_floating_point(self)->bool: return any(v.is_floating_point() for v in self.d.values())
-    def to(self, device, dtype=None): # floating entries to `dtype`, all to `device`
+    def to(self, device, dtype=None): # floating entries to dtype, all to device
         return Inputs({k: v.to(device, dtype) if dtype is not None and v.is_floating_point() else v.to(device) for k, v in self.d.items()})
     @staticmethod
     def cat(xs:list): return Inputs({k: torch.cat([x.d[k] for x in xs]) for k in xs[0].d})
@@ -414,7 +414,7 @@ class _Through(nn.Module):
     @property
     def training(self)->bool: return self.model.training if 'model' in self._modules else True
     @training.setter
-    def training(self, mode): pass       # `train(mode)` reaches the model through its children
+    def training(self, mode): pass       # train(mode) reaches the model through its children
 
 class Outputs(_Through):
     "`model` seen through the contract: called as `model(x)` or `model(**inputs)`, returning a logits tensor (a column for 1-D outputs)."
@@ -576,7 +576,7 @@ def _track_every(track)->int:
 
 # %% ../nbs/02_training.ipynb #3769955c
 def train(model:nn.Module,        # network returning logits, trained in place (device and dtype are the model's)
-          data,                   # `lbsharp.data.Dataset` (Xtr, Ytr, Xte, Yte, n_classes, input_shape, name, meta)
+          data,                   # lbsharp.data.Dataset (Xtr, Ytr, Xte, Yte, n_classes, input_shape, name, meta)
           batch:int|float=SB,     # batch size: samples (int, SB=256) or fraction of the training set (float, LB=0.1)
           epochs:int|None=None,   # fixed number of epochs (the figures: 100); None -> the stopping rule below
           patience:int=20,        # rule: window of epochs over which the training loss must improve ...
@@ -587,16 +587,16 @@ def train(model:nn.Module,        # network returning logits, trained in place (
           optimizer='adam',       # 'adam' (paper), 'sgd', 'adagrad', or a function params -> optimizer
           opt_kw:dict|None=None,  # extra optimizer options, e.g. dict(betas=(0.9, 0.99)); checked
           seed:int=0,             # seeds the data order, dropout and augmentation
-          chunk:int=5000,         # evaluation chunk size (defines f with BatchNorm in `batch` mode)
+          chunk:int=5000,         # evaluation chunk size (defines f with BatchNorm in batch mode)
           checkpoint_dir:str|Path|None=None, # write a resumable checkpoint every epoch into this directory
-          keep:int|None=None,     # keep only the last `keep` checkpoints (None: all)
-          resume:bool=False,      # continue from the latest checkpoint in `checkpoint_dir` if there is one
+          keep:int|None=None,     # keep only the last keep checkpoints (None: all)
+          resume:bool=False,      # continue from the latest checkpoint in checkpoint_dir if there is one
           quiet:bool=False,       # no progress bar
-          step:Callable|None=None, # hook `step(model, opt, xb, yb) -> loss` replacing `plain_step`
-          lr_schedule:Callable|None=None, # hook `lr_schedule(update) -> lr`
-          batch_schedule:Callable|None=None, # hook `batch_schedule(epoch) -> batch` (int or fraction; epoch is 1-based)
-          augment:Callable|None=None, # hook `augment(xb) -> xb`
-          track:Callable|None=None, # hook `track(model, (X, Y), epoch) -> dict` at x0, every `track.every` epochs and the last (e.g. `lbsharp.tracking.Tracker`)
+          step:Callable|None=None, # hook step(model, opt, xb, yb) -> loss replacing plain_step
+          lr_schedule:Callable|None=None, # hook lr_schedule(update) -> lr
+          batch_schedule:Callable|None=None, # hook batch_schedule(epoch) -> batch (int or fraction; epoch is 1-based)
+          augment:Callable|None=None, # hook augment(xb) -> xb
+          track:Callable|None=None, # hook track(model, (X, Y), epoch) -> dict at x0, every track.every epochs and the last (e.g. lbsharp.tracking.Tracker)
          )->History:
     "Train `model` on `data` with the paper's protocol (Adam, fixed batch, reshuffled epochs); per-epoch `History`."
     rank, world = dist_info()
@@ -666,17 +666,17 @@ def parse_batch(s:str)->int|float:
     except ValueError: raise ValueError(f"--batch {s!r} must be an integer (samples) or a decimal fraction such as 0.1") from None
 
 @call_parse
-def main(net:str='mlp-mnist1d',  # network name (`lbsharp.networks`)
-         data:str='mnist1d',     # data set name (`lbsharp.data.load`)
+def main(net:str='mlp-mnist1d',  # network name (lbsharp.networks)
+         data:str='mnist1d',     # data set name (lbsharp.data.load)
          batch:str='256',        # batch: integer samples ('256') or fraction ('0.1')
          epochs:int=None,        # fixed epochs; omit to stop by patience
          seed:int=0,             # data-order seed
          init_seed:int=0,        # initial point x0 seed
          bn:str='batch',         # BatchNorm mode of the network ('batch', 'running', 'none')
-         root:str=None,          # data directory for `load`
+         root:str=None,          # data directory for load
          out:str=None,           # write the History as JSON here (rank 0)
          checkpoint_dir:str=None, # per-epoch checkpoints
-         resume:bool=False,      # resume from `checkpoint_dir`
+         resume:bool=False,      # resume from checkpoint_dir
          quiet:bool=False        # no progress bar
         ):
     "Train one run from the command line; data-parallel when launched with `torchrun`."
