@@ -17,6 +17,8 @@ run. Rows, each with a ratio and the goal of issue #27:
   4. trace at equal standard error: lbsharp Hutch++ / PyHessian's Hutchinson                           <= 0.8
   5. spectral density at the same Lanczos steps and vectors: lbsharp / fastest peer                    <= 0.8
   6. subspace evaluation at 15M parameters / full-space evaluation                                     <= 1.2
+Row 1 also times a forward-over-reverse prototype (torch.func jvp of grad, vmapped over the block; not in the library)
+beside the library's double-backward product, for issue #27's question which is faster here.
 Every row prints Hessian-vector products beside seconds, so the algorithm (products) and the implementation (seconds
 per product) are judged apart. How products are counted: lbsharp by its operator's own counter (`Hessian.products`,
 `SpectralDensity.products`, `TraceEstimate.products`); each peer by wrapping its Hessian-vector product function
@@ -95,6 +97,25 @@ def row(name, t, prods, rest=''):
     print(f"    {name:30s} {t:7.2f} s  {ps}  {rest}")
 
 
+def forward_over_reverse(H):
+    "Prototype (not in the library) of H @ V by forward-over-reverse, torch.func jvp of grad (vmapped over V's columns)."
+    from torch.func import jvp, grad, functional_call, vmap
+    ids = {id(q) for q in H.params}
+    prm = {k: q.detach() for k, q in H.model.named_parameters() if id(q) in ids}
+    sizes = [q.numel() for q in prm.values()]
+    def one(v, x, y, n):
+        vd = {k: t.view_as(prm[k]) for k, t in zip(prm, v.split(sizes))}
+        loss = lambda p: H.loss_fn(functional_call(H.model, p, (x,)), y, reduction='sum')/n
+        return torch.cat([r.reshape(-1) for r in jvp(grad(loss), (prm,), (vd,))[1].values()])
+    def mm(V):   # n×k (or n)
+        n, k1 = len(H.X), V.ndim == 1
+        Vt = (V[:, None] if k1 else V).T.contiguous()
+        out = sum((vmap(one, in_dims=(0, None, None, None)) if len(Vt) > 1 else (lambda vv, *r: one(vv[0], *r)[None]))(
+                   Vt, H.X[i:i + H.chunk], H.Y[i:i + H.chunk], n) for i in range(0, n, H.chunk))
+        return out[0] if k1 else out.T
+    return mm
+
+
 def summary(S):
     print("\nSummary (issue #27's goals; ratios are of seconds, products beside them)")
     print(f"    {'goal':62s} {'ratio':>7s}  {'verdict':9s} {'lbsharp':28s} peer / reference")
@@ -142,6 +163,13 @@ def main():
     print(f"    mv (one vector)                  {t_mv:.3f} s  {verdict(t_mv/t_g, 2.2)}")
     print(f"    mm (8 vectors, k backwards) / product {t_mm/8:.3f} s  {verdict(t_mm/8/t_g, 2.0)}")
     print(f"    mm (8 vectors, vmap-batched) / product {t_mb/8:.3f} s  {verdict(t_mb/8/t_g, 2.0)}")
+    fr = forward_over_reverse(H)
+    d_v, d_m = float((fr(v) - H.mv(v)).norm()/H.mv(v).norm()), float((fr(V) - H.mm(V)).norm()/H.mm(V).norm())
+    t_fv, _ = median_time(lambda: fr(v), max(3, a.repeats))
+    t_fm, _ = median_time(lambda: fr(V), a.repeats)
+    print(f"    forward-over-reverse prototype (torch.func jvp of grad; differs from mv/mm by {d_v:.1e}/{d_m:.1e} relative):")
+    print(f"      one vector                     {t_fv:.3f} s  {verdict(t_fv/t_g, 2.2)}")
+    print(f"      8 vectors, vmapped / product   {t_fm/8:.3f} s  {verdict(t_fm/8/t_g, 2.0)}")
     S.append(('mv / gradient', 2.2, t_mv/t_g, f'1 product: {t_mv:.3f} s', f'1 gradient: {t_g:.3f} s'))
     S.append(('mm per product / gradient (k backwards)', 2.0, t_mm/8/t_g, f'8 products: {t_mm:.2f} s', f'1 gradient: {t_g:.3f} s'))
     S.append(('mm per product / gradient (vmap-batched)', 2.0, t_mb/8/t_g, f'8 products: {t_mb:.2f} s', f'1 gradient: {t_g:.3f} s'))
