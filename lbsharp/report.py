@@ -341,10 +341,10 @@ def headline_table(*outs:str|Path # results directories of SB/LB experiments
             if k not in keys: keys.append(k)
             acc = k == 'test_acc'
             cols.setdefault(f'{name}: SB / LB', {})[k] = (f"{sb[k][0]:.2f} / {lb[k][0]:.2f}" if acc else f"{sb[k][0]:.3g} / {lb[k][0]:.3g}")
-            cols.setdefault(f'{name}: LB', {})[k] = (f"{lb[k][0] - sb[k][0]:+.2f} points" if acc else f"{lb[k][0]/sb[k][0]:.3g}×")
+            cols.setdefault(f'{name}: LB vs SB', {})[k] = (f"{lb[k][0] - sb[k][0]:+.2f} points" if acc else f"{lb[k][0]/sb[k][0]:.3g}×")
             if P:
                 p = P['test_acc'] if acc else P[k[0]].get(k[1])
-                ref = f"paper {exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]}: LB"
+                ref = f"paper {exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]}: LB vs SB"
                 cols.setdefault(ref, {})[k] = '–' if not p else (f"{p['LB'][0] - p['SB'][0]:+.2f} points" if acc else f"{p['LB'][0]/p['SB'][0]:.3g}×")
     lab = lambda k: 'test accuracy (%)' if k == 'test_acc' else f"φ {k[0]}, ε = {k[1]:g}"
     return NetTable({'measure': lab(k), **{c: v.get(k, '–') for c, v in cols.items()}} for k in keys)
