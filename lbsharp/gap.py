@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_gap.ipynb #f11745fe
 from __future__ import annotations
-import json, math, re
+import json, math, re, warnings
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -15,9 +15,10 @@ from .report import _ms, pm, CAP, run_seconds, summarize
 from .measures import MEASURES, RANKED, read_measure
 
 # %% auto #0
-__all__ = ['DATASETS', 'ARMS', 'GAPS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs', 'missing_arms',
-           'kendall', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap',
-           'answers', 'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
+__all__ = ['DATASETS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs',
+           'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table', 'gap_summary', 'gap_table',
+           'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap', 'answers', 'plot_gap', 'gap_figure',
+           'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
@@ -89,23 +90,101 @@ def _tau_b(X:np.ndarray, Y:np.ndarray)->np.ndarray: # (B, n) each -> (B,) τ_b o
         with np.errstate(invalid='ignore', divide='ignore'): out[i:i+step] = np.where(den > 0, num/den, np.nan)
     return out
 
+def _cluster_tau(x:np.ndarray, y:np.ndarray, g:np.ndarray, n_boot:int, seed:int)->np.ndarray:
+    "τ-b of `n_boot` resamples that draw whole clusters (the values of `g`) with replacement, as many as there are."
+    cl = [np.flatnonzero(g == c) for c in np.unique(g)]
+    pick_ = np.random.default_rng(seed).integers(0, len(cl), (n_boot, len(cl)))
+    return np.array([_tau_b(x[i], y[i])[0] for i in (np.concatenate([cl[c] for c in row]) for row in pick_)])
+
 def kendall(x, y,               # paired values (NaN pairs are left out)
-            n_boot:int=2000,    # bootstrap resamples of the runs
+            n_boot:int=2000,    # bootstrap resamples
             level:float=0.95,   # interval coverage
-            seed:int=0          # seed of the resampling
+            seed:int=0,         # seed of the resampling
+            cluster=None        # one label per pair (e.g. the trial): resample whole clusters; None: resample pairs
            )->dict:             # tau, lo, hi, p (scipy's two-sided), n
-    "Kendall's τ-b (scipy) with a seeded percentile-bootstrap interval over the pairs."
+    "Kendall's τ-b (scipy) with a seeded percentile-bootstrap interval over the pairs, or over clusters of pairs."
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape: raise ValueError(f"x and y must pair up: shapes {x.shape} and {y.shape}")
+    if cluster is not None and len(cluster) != len(x):
+        raise ValueError(f"cluster must label every pair: {len(cluster)} labels for {len(x)} pairs")
     ok = np.isfinite(x) & np.isfinite(y); x, y, n = x[ok], y[ok], int(ok.sum())
     nan = dict(tau=math.nan, lo=math.nan, hi=math.nan, p=math.nan, n=n)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0: return nan
     t = kendalltau(x, y)
-    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-    b = _tau_b(x[idx], y[idx]); b = b[np.isfinite(b)]
+    if cluster is None: idx = np.random.default_rng(seed).integers(0, n, (n_boot, n)); b = _tau_b(x[idx], y[idx])
+    else: b = _cluster_tau(x, y, np.asarray(cluster)[ok], n_boot, seed)
+    b = b[np.isfinite(b)]
     a = 100*(1 - level)/2
     lo, hi = np.percentile(b, [a, 100 - a]) if len(b) else (math.nan, math.nan)
     return dict(tau=float(t.statistic), lo=float(lo), hi=float(hi), p=float(t.pvalue), n=n)
+
+# %% ../nbs/06a_gap.ipynb #21534bce
+AXES = ('batch size', 'learning rate', 'intervention')   # the axes of the granulated τ, in the table's order
+LR_ARMS = ('lr-linear',)                                # arms that change the learning rate (the rest: interventions at LB's LR)
+
+def _axis(r:dict, lb:dict)->tuple: # the axes run r belongs to, given {trial: LB's batch}
+    a = r['arm']
+    if a == 'sweep' or (a == 'none' and r['label'] in ('SB', 'LB')):      # no intervention: the batch-size axis
+        return ('batch size',) + (('learning rate', 'intervention') if r['label'] == 'LB' else ())
+    if r['batch'] != lb.get(r['trial']): return ()                      # an intervention off LB's batch: no axis
+    return ('learning rate',) if a in LR_ARMS else ('intervention',)
+
+def axis_groups(rows:list)->dict: # {axis: {trial: [row indices]}}
+    "The groups of the granulated τ: per axis, per trial, the runs that differ in that axis's setting only."
+    lb = {r['trial']: r['batch'] for r in rows if r['label'] == 'LB'}
+    out = {a: {} for a in AXES}
+    for i, r in enumerate(rows):
+        for a in _axis(r, lb): out[a].setdefault(r['trial'], []).append(i)
+    return {a: {t: ix for t, ix in g.items() if len(ix) > 1} for a, g in out.items()}
+
+def granulated(rows:list,           # from collect_runs
+               measure:str,         # a row field (a RANKED measure)
+               gap:str='gap_acc',   # a row field (GAPS)
+               n_boot:int=2000,     # cluster-bootstrap resamples (of trials)
+               level:float=0.95,    # interval coverage
+               seed:int=0           # seed of the resampling
+              )->dict:              # {axis or 'psi': dict(tau, lo, hi, groups)}
+    "Jiang et al.'s granulated τ: per axis the mean over groups of the within-group τ-b, Ψ the mean over axes; trial-bootstrap intervals."
+    if not rows: raise ValueError("no runs: granulated needs the rows of collect_runs")
+    if measure not in rows[0] or gap not in rows[0]:
+        raise KeyError(f"no field {measure if measure not in rows[0] else gap!r} in the rows: use one of RANKED and GAPS")
+    G = axis_groups(rows); trials = sorted({t for g in G.values() for t in g})
+    x, y = np.array([r[measure] for r in rows], float), np.array([r[gap] for r in rows], float)
+    T = np.full((len(AXES), len(trials)), np.nan)           # within-group τ, axis × trial
+    for a, ax in enumerate(AXES):
+        for j, t in enumerate(trials):
+            ix = np.array(G[ax].get(t, []), int); ok = ix[np.isfinite(x[ix]) & np.isfinite(y[ix])] if len(ix) else ix
+            if len(ok) > 1: T[a, j] = _tau_b(x[ok][None], y[ok][None])[0]
+    def stats(M):  # M: (..., axes, trials) -> per-axis means (..., axes), psi (...)
+        with warnings.catch_warnings():                     # an all-NaN axis (a measure not measured) is NaN, silently
+            warnings.simplefilter('ignore', RuntimeWarning); ax = np.nanmean(M, -1); return ax, np.nanmean(ax, -1)
+    ax, psi = stats(T)
+    nan = dict(tau=math.nan, lo=math.nan, hi=math.nan, groups=0)
+    if not trials: return {**{a: dict(nan) for a in AXES}, 'psi': dict(nan)}
+    idx = np.random.default_rng(seed).integers(0, len(trials), (n_boot, len(trials)))
+    bax, bpsi = stats(np.moveaxis(T[:, idx], 0, 1))          # (n_boot, axes), (n_boot,)
+    q = [100*(1 - level)/2, 100*(1 + level)/2]
+    def res(v, b, k):
+        b = b[np.isfinite(b)]; lo, hi = np.percentile(b, q) if len(b) and np.isfinite(v) else (math.nan, math.nan)
+        return dict(tau=float(v), lo=float(lo), hi=float(hi), groups=int(k))
+    out = {a: res(ax[i], bax[:, i], np.isfinite(T[i]).sum()) for i, a in enumerate(AXES)}
+    out['psi'] = res(psi, bpsi, np.isfinite(T).sum())
+    return out
+
+def _ci(k:dict)->str: return 'not measured' if not np.isfinite(k['tau']) else f"{k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}]"
+
+def granulated_table(rows:list,          # from collect_runs
+                     gap:str='gap_acc',  # the gap (GAPS)
+                    )->NetTable:         # rows = measures; columns = axes, Ψ, pooled τ (trial and run bootstrap)
+    "Granulated τ [95 % trial-bootstrap interval] per axis, Ψ, and the pooled τ beside it (both bootstraps), of every registered measure."
+    trial, runs = tau_results(rows, envelope=False), tau_results(rows, cluster=None); t = NetTable(); G = axis_groups(rows)
+    n = {a: sorted({len(v) for v in G[a].values()}) for a in AXES}
+    for m in RANKED:
+        g = granulated(rows, m, gap)
+        row = {'measure': MEASURES[m].label}
+        row.update({f"{a} ({len(G[a])}×{'/'.join(map(str, n[a]))} runs)": _ci(g[a]) for a in AXES})
+        row['Ψ'] = _ci(g['psi']); row['pooled, trial bootstrap'] = _ci(trial[m, gap]); row['pooled, run bootstrap'] = _ci(runs[m, gap]); t.append(row)
+    return t
 
 # %% ../nbs/06a_gap.ipynb #82b45ad7
 _COLS = ('test_acc', 'train_acc', 'gap_acc', 'gap_loss', *RANKED, 'updates', 'epochs', 'seconds')
@@ -139,9 +218,20 @@ def gap_table(summary:list)->NetTable: # rows that display as a Markdown table
         t.append(row)
     return t
 
-def tau_results(rows:list, **kw)->dict: # {(measure, gap): kendall result}
-    "Kendall τ with its bootstrap interval of every measure against every gap, over all runs in `rows`."
-    return {(m, g): kendall([r[m] for r in rows], [r[g] for r in rows], **kw) for m in RANKED for g in GAPS}
+def _envelope(c:dict, r:dict)->dict: # lo/hi: the hull of the cluster (c) and run (r) intervals; both kept
+    out = {**c, 'lo_trial': c['lo'], 'hi_trial': c['hi'], 'lo_run': r['lo'], 'hi_run': r['hi']}
+    if np.isfinite(c['tau']): out.update(lo=min(c['lo'], r['lo']), hi=max(c['hi'], r['hi']))
+    return out
+
+def tau_results(rows:list,                # from collect_runs
+                cluster:str|None='trial', # the run field whose values are resampled whole (None: resample runs only)
+                envelope:bool=True,       # with cluster: lo/hi span both the trial and the run interval
+                **kw)->dict:              # {(measure, gap): kendall result}
+    "Kendall τ of every measure against every gap over all runs in `rows`, with its trial-bootstrap (and run-bootstrap) interval."
+    g = None if cluster is None else [r[cluster] for r in rows]
+    res = lambda m, gp, cl: kendall([r[m] for r in rows], [r[gp] for r in rows], cluster=cl, **kw)
+    if g is None or not envelope: return {(m, gp): res(m, gp, g) for m in RANKED for gp in GAPS}
+    return {(m, gp): _envelope(res(m, gp, g), res(m, gp, None)) for m in RANKED for gp in GAPS}
 
 def tau_table(taus:dict)->NetTable: # from tau_results: rows = measures, columns = gaps
     "τ [95 % bootstrap interval] (n runs) of each measure against each gap; 'not measured' below three runs."

@@ -16,7 +16,8 @@ from lbsharp.presets import Experiment, exp_to_dict
 from lbsharp.experiments import FORMAT
 from lbsharp.measures import MEASURES, RANKED
 from lbsharp.gap import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
-                         gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick)
+                         gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick,
+                         AXES, axis_groups, granulated, granulated_table)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +96,9 @@ def test_tau_on_store(store):
     x = [r['phi_full'] for r in rows]; y = [r['gap_acc'] for r in rows]
     assert taus['phi_full', 'gap_acc']['tau'] == pytest.approx(kendalltau(x, y).statistic)
     assert taus['trace', 'gap_acc']['n'] == 12                         # lr-linear has no trace, the sweep no extras
+    k = taus['phi_full', 'gap_acc']                                   # the envelope of the trial and the run interval
+    assert (k['lo'], k['hi']) == (min(k['lo_trial'], k['lo_run']), max(k['hi_trial'], k['hi_run']))
+    assert k['lo_run'] == tau_results(rows, cluster=None, n_boot=300)['phi_full', 'gap_acc']['lo']
     t = tau_table(taus)
     assert taus['pacbayes', 'gap_acc'] == taus['trace', 'gap_acc']      # 1/σ′² = φ, tr H = 30 φ here: the same order, the same runs
     assert [r['measure'] for r in t] == [MEASURES[m].label for m in RANKED] and set(t[0]) == {'measure', *(v[0] for v in GAPS.values())}
@@ -171,3 +175,50 @@ def test_figure_split(store):
     assert fig.get_size_inches()[0] <= 8
     with pytest.raises(ValueError, match="unknown gap 'gap'"): gap_figure(store, 'toy', gaps=('gap',))
     plt.close('all')
+
+def test_cluster_bootstrap_wider_when_runs_of_a_trial_move_together():
+    "Five runs per trial with the trial's (x, y) exactly, trials independent: the run-level interval pretends 40 runs."
+    g = np.random.default_rng(3); xt, yt = g.normal(size=8), g.normal(size=8)
+    x, y, tr = np.repeat(xt, 5), np.repeat(yt, 5), np.repeat(np.arange(8), 5)
+    run, cl = kendall(x, y), kendall(x, y, cluster=tr)
+    assert run['tau'] == cl['tau']                                       # the point estimate is the same
+    assert cl['hi'] - cl['lo'] > 1.5*(run['hi'] - run['lo']), (run, cl)
+    assert kendall(x, y, cluster=tr, seed=4) == kendall(x, y, cluster=tr, seed=4)   # seeded, deterministic
+    with pytest.raises(ValueError, match='cluster must label every pair: 3 labels for 40 pairs'):
+        kendall(x, y, cluster=[0, 1, 2])
+
+def _grun(arm, label, batch, trial, m, g):
+    return dict(arm=arm, label=label, regime=label.split('+')[0], batch=batch, trial=trial, m=m, g=g)
+
+def _granular_toy(flip_intervention=False):
+    "Batch axis: SB < B256 < LB in both the measure and the gap; intervention axis: LB+sam below LB in the gap."
+    rows = []
+    for t in range(4):
+        rows += [_grun('none', 'SB', 64, t, 1 + t, 1.), _grun('sweep', 'B256', 256, t, 3 + t, 4.), _grun('none', 'LB', 1500, t, 9 + t, 9.),
+                 _grun('sam', 'LB+sam', 1500, t, (20 + t) if flip_intervention else (5 + t), 5.),
+                 _grun('noise-iso', 'LB+noise-iso', 1500, t, (30 + t) if flip_intervention else (2 + t), 2.),
+                 _grun('lr-linear', 'LB+lr-linear', 1500, t, (7 + t) if not flip_intervention else 99., 3.)]
+    return rows
+
+def test_granulated_groups_from_recorded_settings():
+    G = axis_groups(_granular_toy())
+    assert {a: sorted(len(v) for v in g.values()) for a, g in G.items()} == \
+        {'batch size': [3]*4, 'learning rate': [2]*4, 'intervention': [3]*4}
+    # an intervention at another batch belongs to no axis
+    assert axis_groups([_grun('none', 'LB', 1500, 0, 1, 1), _grun('sam', 'SB+sam', 64, 0, 2, 2)])['intervention'] == {}
+
+def test_granulated_perfect_and_cancelling():
+    k = granulated(_granular_toy(), 'm', 'g')                    # orders every group: τ = 1 on each axis, Ψ = 1
+    assert [k[a]['tau'] for a in (*AXES, 'psi')] == [1.]*4 and k['psi']['lo'] == k['psi']['hi'] == 1.
+    k = granulated([r for r in _granular_toy(True) if r['arm'] != 'lr-linear'], 'm', 'g')   # perfect on batch, reversed on interventions
+    assert k['batch size']['tau'] == 1. and k['intervention']['tau'] == -1. and math.isnan(k['learning rate']['tau'])
+    assert k['psi']['tau'] == 0.                                  # Ψ: the mean over the axes that have a τ
+    assert granulated(_granular_toy(), 'm', 'g', seed=2) == granulated(_granular_toy(), 'm', 'g', seed=2)
+    with pytest.raises(KeyError, match="no field 'nope'"): granulated(_granular_toy(), 'nope')
+    with pytest.raises(ValueError, match='no runs'): granulated([], 'm')
+
+def test_granulated_table_on_store(store):
+    rows = collect_runs(store, 'toy')
+    t = granulated_table(rows)
+    assert [r['measure'] for r in t] == [MEASURES[m].label for m in RANKED]
+    assert list(t[0])[-3:] == ['Ψ', 'pooled, trial bootstrap', 'pooled, run bootstrap'] and t[0]['pooled, run bootstrap'].startswith(f"{tau_results(rows, cluster=None)['phi_full', 'gap_acc']['tau']:+.2f}")
