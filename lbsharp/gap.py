@@ -16,9 +16,9 @@ from .measures import MEASURES, RANKED, read_measure
 
 # %% auto #0
 __all__ = ['DATASETS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs',
-           'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table', 'gap_summary', 'gap_table',
-           'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap', 'answers', 'plot_gap', 'gap_figure',
-           'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
+           'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table', 'granulated_reading',
+           'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap', 'answers',
+           'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
@@ -171,20 +171,35 @@ def granulated(rows:list,           # from collect_runs
     out['psi'] = res(psi, bpsi, np.isfinite(T).sum())
     return out
 
-def _ci(k:dict)->str: return 'not measured' if not np.isfinite(k['tau']) else f"{k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}]"
+def _s(v:float)->str: return f"{v:+.2f}".replace('0.', '.')    # +0.89 -> +.89: the table fits the page
+def _ci(k:dict, lo='lo', hi='hi')->str: return 'not measured' if not np.isfinite(k['tau']) else f"{_s(k['tau'])} [{_s(k[lo])}, {_s(k[hi])}]"
 
 def granulated_table(rows:list,          # from collect_runs
                      gap:str='gap_acc',  # the gap (GAPS)
                     )->NetTable:         # rows = measures; columns = axes, Ψ, pooled τ (trial and run bootstrap)
     "Granulated τ [95 % trial-bootstrap interval] per axis, Ψ, and the pooled τ beside it (both bootstraps), of every registered measure."
-    trial, runs = tau_results(rows, envelope=False), tau_results(rows, cluster=None); t = NetTable(); G = axis_groups(rows)
+    taus = tau_results(rows); t = NetTable(); G = axis_groups(rows)
     n = {a: sorted({len(v) for v in G[a].values()}) for a in AXES}
     for m in RANKED:
-        g = granulated(rows, m, gap)
+        g, k = granulated(rows, m, gap), taus[m, gap]
         row = {'measure': MEASURES[m].label}
-        row.update({f"{a} ({len(G[a])}×{'/'.join(map(str, n[a]))} runs)": _ci(g[a]) for a in AXES})
-        row['Ψ'] = _ci(g['psi']); row['pooled, trial bootstrap'] = _ci(trial[m, gap]); row['pooled, run bootstrap'] = _ci(runs[m, gap]); t.append(row)
+        row.update({f"{a} ({len(G[a])}×{'/'.join(map(str, n[a]))})": _ci(g[a]) for a in AXES})
+        row['Ψ'] = _ci(g['psi'])
+        row['pooled τ [trials] [runs]'] = _ci(k, 'lo_trial', 'hi_trial') + ('' if not np.isfinite(k['tau']) else f" [{_s(k['lo_run'])}, {_s(k['hi_run'])}]")
+        t.append(row)
     return t
+
+def granulated_reading(rows:list, gap:str='gap_acc')->str: # one Markdown line
+    "Which measure has the highest granulated τ on each axis and the highest Ψ (all of them when tied), and whether the interval excludes 0."
+    R = {m: granulated(rows, m, gap) for m in RANKED}
+    def best(a):
+        ms = [m for m in RANKED if np.isfinite(R[m][a]['tau'])]
+        if not ms: return 'not measured'
+        top = max(R[m][a]['tau'] for m in ms); ms = [m for m in ms if R[m][a]['tau'] >= top - 1e-9]   # ties: all of them
+        where = {'above' if R[m][a]['lo'] > 0 else 'holding' if R[m][a]['hi'] >= 0 else 'below' for m in ms}
+        iv = f"interval{'s' if len(ms) > 1 else ''} {where.pop()} 0" if len(where) == 1 else 'intervals differ'
+        return f"{', '.join(MEASURES[m].label for m in ms)} ({top:+.2f}, {iv})"
+    return 'Highest within each axis: ' + '; '.join(f"{a}: {best(a)}" for a in AXES) + f"; Ψ: {best('psi')}."
 
 # %% ../nbs/06a_gap.ipynb #82b45ad7
 _COLS = ('test_acc', 'train_acc', 'gap_acc', 'gap_loss', *RANKED, 'updates', 'epochs', 'seconds')

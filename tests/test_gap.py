@@ -17,7 +17,7 @@ from lbsharp.experiments import FORMAT
 from lbsharp.measures import MEASURES, RANKED
 from lbsharp.gap import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
                          gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick,
-                         AXES, axis_groups, granulated, granulated_table)
+                         AXES, axis_groups, granulated, granulated_table, granulated_reading)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -221,4 +221,16 @@ def test_granulated_table_on_store(store):
     rows = collect_runs(store, 'toy')
     t = granulated_table(rows)
     assert [r['measure'] for r in t] == [MEASURES[m].label for m in RANKED]
-    assert list(t[0])[-3:] == ['Ψ', 'pooled, trial bootstrap', 'pooled, run bootstrap'] and t[0]['pooled, run bootstrap'].startswith(f"{tau_results(rows, cluster=None)['phi_full', 'gap_acc']['tau']:+.2f}")
+    k = tau_results(rows)['phi_full', 'gap_acc']; s = lambda v: f"{v:+.2f}".replace('0.', '.')
+    assert list(t[0])[-2:] == ['Ψ', 'pooled τ [trials] [runs]']
+    assert t[0]['pooled τ [trials] [runs]'] == f"{s(k['tau'])} [{s(k['lo_trial'])}, {s(k['hi_trial'])}] [{s(k['lo_run'])}, {s(k['hi_run'])}]"
+
+def test_granulated_reading_names_the_best_measure_per_axis():
+    rows = [{**r, **{m: math.nan for m in RANKED}, 'phi_full': r['m'], 'lam_max': -r['m'], 'gap_acc': r['g']} for r in _granular_toy()]
+    line = granulated_reading(rows)
+    full = MEASURES['phi_full'].label
+    assert line == (f"Highest within each axis: batch size: {full} (+1.00, interval above 0); learning rate: {full} (+1.00, interval above 0); "
+                    f"intervention: {full} (+1.00, interval above 0); Ψ: {full} (+1.00, interval above 0).")
+    rows = [{**r, 'trace': r['phi_full']} for r in rows]            # a tie: both named, one shared interval verdict
+    assert f"batch size: {full}, {MEASURES['trace'].label} (+1.00, intervals above 0)" in granulated_reading(rows)
+
