@@ -439,7 +439,7 @@ class NoiseSB:
 @dataclass(frozen=True)
 class Remedy:
     "A registered remedy: how to build `train`'s keyword arguments, where it applies, where it comes from."
-    make:Callable       # fn(data, batch, sb_history, **options) -> dict of `train` keyword arguments
+    make:Callable       # fn(data, batch, sb_history, **options) -> dict of train keyword arguments
     regimes:tuple       # regimes the paper's protocol applies it to
     source:str          # reference
     description:str     # one line

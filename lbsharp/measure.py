@@ -197,7 +197,7 @@ class Spectrum:
     mode:str                    # evaluation mode of the network
     loss:str                    # loss function
     chunk:int                   # evaluation chunk
-    data:str|None=None          # how the training data were read (`data_form`)
+    data:str|None=None          # how the training data were read (data_form)
     dtype:str|None=None         # dtype the products were computed in
     model_dtype:str|None=None   # the model's own dtype (float16/bfloat16 models are measured in float32)
     vectors:Tensor|None=field(default=None, repr=False)  # n×k eigenvectors (if asked for)

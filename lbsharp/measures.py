@@ -144,7 +144,7 @@ def _inv_sq(key:str)->Callable:
 @dataclass(frozen=True)
 class Measure:
     "One measure at a solution: how to compute it, how to read it back from the store, and how to print it."
-    key:str                          # its name: in `Experiment.extras`, the store's `extras`, and every table's rows
+    key:str                          # its name: in Experiment.extras, the store's extras, and every table's rows
     label:str                        # short label for tables and axes, e.g. 'λmax'
     units:str                        # its units, e.g. '% of 1+f' or 'loss/weight²'
     title:str                        # what it is, in words (axis titles, correlation tables)

@@ -161,7 +161,7 @@ class NetInfo:
     builder:Callable    # fn(input_shape=, n_classes=, bn=, **kw) -> nn.Module
     input_shape:tuple   # per-sample input shape (the data set's)
     n_classes:int       # number of outputs (logits)
-    dataset:str         # default data set (a name for `lbsharp.data.load`)
+    dataset:str         # default data set (a name for lbsharp.data.load)
     description:str     # one-line architecture
 
 # %% ../nbs/01_networks.ipynb #9c2bbe43

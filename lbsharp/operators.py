@@ -247,7 +247,7 @@ def _label(model:nn.Module, item)->str:  # how a layers entry is shown
 @dataclass
 class LayerSpectra:
     "Result of `layer_spectra`: each layer's top eigenvalues of one curvature operator, and the settings that define them."
-    kind:str             # 'hessian', 'ggn' or 'fisher' (see `OPERATORS`)
+    kind:str             # 'hessian', 'ggn' or 'fisher' (see OPERATORS)
     k:int                # eigenvalues asked for per layer
     layers:list          # per layer: {'layer', 'n', 'eigenvalues' (descending), 'products'}
     n_samples:int        # samples defining f
@@ -255,7 +255,7 @@ class LayerSpectra:
     loss:str             # loss function
     chunk:int            # evaluation chunk
     seconds:float=0.     # wall time
-    data:str|None=None   # how the training data were read (`data_form`)
+    data:str|None=None   # how the training data were read (data_form)
     dtype:str|None=None  # dtype the products were computed in
     model_dtype:str|None=None  # the model's own dtype (float16/bfloat16 models are measured in float32)
 

@@ -42,8 +42,8 @@ PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mea
 class Experiment:
     "A serialisable description of one experiment of the paper (or of a variant)."
     name:str                          # identifier, used in reports
-    network:str                       # a key of `NETWORKS`
-    dataset:str                       # a data set name for `load`
+    network:str                       # a key of NETWORKS
+    dataset:str                       # a data set name for load
     regimes:dict = field(default_factory=lambda: {'SB': 256, 'LB': 0.1})  # name: batch size or fraction
     trials:int = 5                    # independent starting points x0 (shared by all regimes of a trial)
     seed:int = 0                      # trial t uses seed + t for x0 and for the data order
@@ -67,16 +67,16 @@ class Experiment:
     alphas:int = 25                   # points on α ∈ [-1, 2]
     n_train:int|None = None           # training subset (None: all)
     n_test:int|None = None            # test subset (None: all)
-    data_kw:dict = field(default_factory=dict)  # extra options for `load`
+    data_kw:dict = field(default_factory=dict)  # extra options for load
     device:str = 'cpu'                # 'cpu', 'cuda', ...
     protocol:str = 'pairs'            # 'pairs' (Tables 2-4, Figures 2-4, 7), 'warmstart' (Figure 5), 'trajectory' (Figure 6)
-    every:int = 1                     # warmstart/trajectory: use every `every`-th SB epoch / checkpoint
+    every:int = 1                     # warmstart/trajectory: use every every-th SB epoch / checkpoint
     warm_epochs:int|None = None       # warmstart: epochs of each warm-started LB run (the paper: 100); None: the stopping rule
-    remedy:str|None = None            # a remedy of `lbsharp.hooks.REMEDIES` applied to the `remedy_regimes`
+    remedy:str|None = None            # a remedy of lbsharp.hooks.REMEDIES applied to the remedy_regimes
     remedy_kw:dict = field(default_factory=dict)  # its options
     remedy_regimes:tuple = ('LB',)    # regimes the remedy applies to
-    extras:tuple = ()                 # more measurements at each solution: 'lam_max', 'noise' (see `EXTRAS`)
-    track:dict|None = None            # measure along training: `lbsharp.tracking.Tracker` settings, e.g. {"every": 2}; None: off
+    extras:tuple = ()                 # more measurements at each solution: 'lam_max', 'noise' (see EXTRAS)
+    track:dict|None = None            # measure along training: lbsharp.tracking.Tracker settings, e.g. {"every": 2}; None: off
     note:str = ''                     # free text shown in reports (e.g. a data-set substitution)
 
 # %% ../nbs/04a_presets.ipynb #b20b2f7a

@@ -212,7 +212,7 @@ class Sharpness:
     fmax:float                 # largest f over all evaluations
     eps:float                  # box size ε
     space:str                  # 'full' (A = I) or 'subspace'
-    solver:str                 # solver setting (see `SOLVERS`)
+    solver:str                 # solver setting (see SOLVERS)
     iters:int                  # iterations asked for
     iterations:int             # iterations done
     evaluations:int            # evaluations of f and ∇f (each one pass over the data)
@@ -222,23 +222,23 @@ class Sharpness:
     p:int|None=None            # subspace dimension
     dist:str|None=None         # distribution of A's entries
     seed:int|None=None         # seed of A
-    gen:str|None=None          # generator of A ('cpu' or 'counter', see `GENERATORS`)
+    gen:str|None=None          # generator of A ('cpu' or 'counter', see GENERATORS)
     adaptive:bool=False        # box ε|x_i| instead of ε(|x_i|+1)
     grad_norm:float|None=None  # ‖∇f(x)‖
     f_init:float|None=None     # f at the initial point of training (for the variant denominator)
     phi_init:float|None=None   # 100·(fmax - f0)/(f_init - f0)
     message:str=''             # SciPy's stop message
     n_samples:int|None=None    # training samples defining f
-    subset:int|None=None       # `subset` option (None: all the training data)
+    subset:int|None=None       # subset option (None: all the training data)
     chunk:int|None=None        # evaluation chunk
     mode:str|None=None         # evaluation mode of the network
-    data:str|None=None         # how the training data were read (`data_form`)
+    data:str|None=None         # how the training data were read (data_form)
     loss:str|None=None         # loss function
     dtype:str|None=None        # dtype f was computed in
     model_dtype:str|None=None  # the model's own dtype (a float16/bfloat16 model is measured in float32, see `in_float32`)
-    scale:float=1.             # s: the solver minimised -s·f (see `SOLVERS`)
+    scale:float=1.             # s: the solver minimised -s·f (see SOLVERS)
     lbfgsb:str=''              # L-BFGS-B path that ran: 'setulb' (SciPy's routine driven directly) or 'minimize'
-    starts:int=1               # budget: number of starts, each run for `iters` iterations (see `box_sharpness`)
+    starts:int=1               # budget: number of starts, each run for iters iterations (see box_sharpness)
     best_start:str=''          # the start whose run found fmax
     runs:list=field(default_factory=list)  # per start: {'start', 'fmax', 'iterations', 'evaluations', 'message'}
     trace:list=field(default_factory=list, repr=False)  # [(iteration within its start, f)] for every evaluation
