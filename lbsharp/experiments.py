@@ -15,15 +15,15 @@ from .training import (evaluate, progress, progress_jobs, train, init_model, His
                               load_checkpoint, checkpoints, write_json)
 from .hooks import train_kwargs, REMEDIES, remedy_options
 from .sharpness import sharpness, FAST_LBFGSB
-from .measures import EXTRAS, TRACE_PROBES, sharp_kwargs, measure_extras
+from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras
 from .landscape import parametric, plot_line
 from .tracking import Tracker
 
 # %% auto #0
 __all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'PROTOCOLS', 'read_json', 'cpu_features', 'environment', 'load_data', 'save_model',
            'load_model', 'measure_model', 'run_one', 'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name',
-           'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'warmstart', 'trajectory',
-           'export_results']
+           'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'add_measures', 'warmstart',
+           'trajectory', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #21187ca5
 FORMAT = 'lbsharp-run/1'
@@ -349,6 +349,10 @@ def validate(exp:Experiment,   # the experiment to check before any work
     for r, b in exp.regimes.items():
         try: resolve_batch(b, len(data.Xtr))
         except (TypeError, ValueError) as e: raise ValueError(f"experiment {exp.name!r}: regimes[{r!r}]: {e}") from None
+    if exp.remedy not in (None, 'matched-updates'):      # the remedy's option values, built as each run will (matched: needs SB's run)
+        for r in exp.remedy_regimes:
+            try: train_kwargs(exp.remedy, data, exp.regimes[r], **exp.remedy_kw)
+            except (TypeError, ValueError) as e: raise ValueError(f"experiment {exp.name!r}: remedy {exp.remedy!r} for {r}: {e}") from None
     model = init_model(exp.network, exp.seed, bn=exp.bn, init=exp.init).to(exp.device)
     check_fits(model, data.Xtr[:2], data.Ytr, f"the data set {exp.dataset!r}")
     n_eval = None if exp.track is None else Tracker.from_dict(exp.track).n_eval
@@ -495,6 +499,39 @@ def load_runs(out:str|Path)->tuple[Experiment, list]:
     exp = exp_from_dict(read_json(out/'experiment.json', 'experiment')['experiment'], where=str(out/'experiment.json'))
     runs = [read_json(f, 'run') for f in sorted(out.glob('*/result.json')) if '-warm' not in f.parent.name]
     return exp, sorted(runs, key=lambda r: (r['trial'], list(exp.regimes).index(r['regime']) if r['regime'] in exp.regimes else 99))
+
+# %% ../nbs/05_experiments.ipynb #5ac09e2d
+def add_measures(out:str|Path,         # a results directory of `run`
+                 keys,                 # registered measures to add (names in lbsharp.measures.MEASURES with a compute)
+                 quiet:bool=False      # no progress bar
+                )->dict:               # {'added': [run directories], 'kept': [already had them], 'no_model': [no model.pt]}
+    "Compute the measures `keys` on every finished run of `out` that kept its weights, adding them to its result.json."
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    if not keys: raise ValueError("keys=[] adds nothing; name at least one measure, e.g. keys=['pacbayes']")
+    check_extras(keys)
+    out = Path(out)
+    exp, runs = load_runs(out)                     # refuses a directory that is not a results directory, naming it
+    dirs = sorted(f.parent for f in out.glob('*/result.json') if '-warm' not in f.parent.name)
+    done = {'added': [], 'kept': [], 'no_model': []}
+    todo = []
+    for d in dirs:
+        r = read_json(d/'result.json', 'run')
+        if all(k in (r.get('extras') or {}) for k in keys): done['kept'].append(d.name)
+        elif not (d/'model.pt').exists(): done['no_model'].append(d.name)
+        else: todo.append(d)
+    if not todo: return done
+    data = load_data(exp)
+    X, Y = _sharp_data(exp, data)
+    for d in progress(todo, quiet=quiet, label='run'):
+        r = read_json(d/'result.json', 'run')
+        model = load_model(d/'model.pt', exp.device)
+        new = {k: MEASURES[k].compute(model, X, Y, exp, r['seed']) for k in keys if k not in (r.get('extras') or {})}
+        env = environment(exp.device)
+        r['extras'] = {**(r.get('extras') or {}), **new}
+        r['extras_added'] = {**(r.get('extras_added') or {}), **{k: {'date': time.strftime('%Y-%m-%d'), 'environment': env} for k in new}}
+        write_json(d/'result.json', r)
+        done['added'].append(d.name)
+    return done
 
 # %% ../nbs/05_experiments.ipynb #2e2bfe44
 def _one_measure(exp): return dataclasses.replace(exp, eps=exp.eps[:1], p=0)

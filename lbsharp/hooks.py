@@ -13,10 +13,10 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from .networks import bn_layers, lookup
-from .training import train, init_model, evaluate, plain_step, resolve_batch, History, SB
+from .training import train, init_model, evaluate, plain_step, resolve_batch, History, SB, PAPER_ADAM
 
 # %% auto #0
-__all__ = ['RULES', 'REMEDIES', 'affine_theta', 'affine_images', 'shift_signals', 'Augment', 'Conservative', 'FGSM',
+__all__ = ['RULES', 'BETA2', 'REMEDIES', 'affine_theta', 'affine_images', 'shift_signals', 'Augment', 'Conservative', 'FGSM',
            'steps_per_epoch', 'matched_epochs', 'WarmupLR', 'scaled_lr', 'ghost_bn', 'GhostBN', 'SAM', 'GradNorm',
            'GrowingBatch', 'noise_scale', 'NoiseIso', 'NoiseSB', 'Remedy', 'remedy_options', 'train_kwargs']
 
@@ -469,9 +469,18 @@ def _matched(data, batch, sb_history:History|dict|None=None, updates:int|None=No
                          "updates=..., or sb_epochs=... (with sb_batch)")
     return dict(epochs=matched_epochs(updates, _n(data), batch))
 
+BETA2 = ('fixed', 'samples')   # Adam's β₂ under LR scaling: the paper's 0.999, or β₂^(B/ref) (its horizon fixed in samples)
+
 def _lr(rule):
-    def make(data, batch, sb_history=None, lr:float=1e-3, ref_batch:int=SB, warmup_epochs:float=5):
-        return dict(lr_schedule=WarmupLR(lr, scaled_lr(batch, ref_batch, rule), round(warmup_epochs*steps_per_epoch(_n(data), batch))))
+    def make(data, batch, sb_history=None, lr:float=1e-3, ref_batch:int=SB, warmup_epochs:float=5, beta2:str='fixed'):
+        if beta2 not in BETA2:
+            raise ValueError(f"beta2={beta2!r} is unknown; use 'fixed' (Adam's 0.999) or 'samples' (0.999**(B/ref_batch): "
+                             f"the second moment averages over the same number of samples at every batch)")
+        kw = dict(lr_schedule=WarmupLR(lr, scaled_lr(batch, ref_batch, rule), round(warmup_epochs*steps_per_epoch(_n(data), batch))))
+        if beta2 == 'samples':   # a gradient s samples old keeps the weight it has at ref_batch: β₂' = β₂^(B/ref)
+            b1, b2 = PAPER_ADAM['betas']
+            kw['opt_kw'] = dict(betas=(b1, b2**(batch/ref_batch)))
+        return kw
     return make
 
 def _ghost(data, batch, sb_history:History|dict|None=None, size:int=SB): return dict(step=GhostBN(size))

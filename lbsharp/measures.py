@@ -87,11 +87,11 @@ def _noise(model, X, Y, exp, seed): return noise_scale(model, (X, Y), seed=seed,
 def pacbayes_sigma(model:nn.Module,         # network at the solution (left unchanged)
                    data,                    # (X, Y): the training samples that define f
                    bound:float=0.1,         # δ: the allowed rise of the expected training loss
-                   samples:int=10,          # Monte-Carlo draws (the same draws at every σ)
+                   samples:int=5,           # Monte-Carlo draws (the same draws at every σ)
                    seed:int=0,              # seed of the draws
                    magnitude:bool=False,    # scale each weight's perturbation by |w_i| (α′ of Jiang et al.)
                    floor:float=1e-3,        # magnitude-aware: the floor ε of the std, sqrt(α² w_i² + ε²)
-                   iters:int=20,            # bisection steps (log space) after the bracket
+                   iters:int=8,             # bisection steps (log space) after the bracket [σ, 2σ]: 8 give σ to 0.3%
                    sigma0:float=1e-3,       # first σ tried when bracketing
                    chunk:int=5000,          # evaluation chunk (as for sharpness)
                    loss_fn=F.cross_entropy  # loss with a reduction argument

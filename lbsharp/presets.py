@@ -12,8 +12,8 @@ from .measures import GAP_EXTRAS   # the measures the gap presets compute: one f
 
 # %% auto #0
 __all__ = ['PAPER', 'MNIST1D_RULE', 'MNIST1D_REGIMES', 'PRESETS', 'MNIST1D_PROTOCOL', 'SB_RELATIVE', 'REMEDY_PRESETS', 'GAP_ARMS',
-           'GAP_SWEEP', 'GAP_SWEEP_FMNIST', 'GAP_FMNIST_HOURS', 'GAP_PRESETS', 'Experiment', 'exp_from_dict',
-           'exp_to_dict', 'all_presets', 'preset']
+           'GAP_SWEEP', 'GAP_SWEEP_FMNIST', 'GAP_FMNIST_HOURS', 'GAP_PRESETS', 'COSCALE', 'COSCALE_BETA2',
+           'COSCALE_EXTRAS', 'TRACKING_FMNIST', 'Experiment', 'exp_from_dict', 'exp_to_dict', 'all_presets', 'preset']
 
 # %% ../nbs/04a_presets.ipynb #03a73b8e
 PAPER = {  # network: Table 2 accuracies (%) and Tables 3/4 sharpness, each (mean, std)
@@ -214,3 +214,30 @@ GAP_PRESETS = {
                              "512 and 4,000, with the 'none' arm's SB 64 and LB 1,500 six batches, each by the common rule (Figure 4's "
                              "protocol; the paper: a fixed 100 epochs)."),
 }
+
+# %% ../nbs/04a_presets.ipynb #9d8b5528
+COSCALE = {f'B{b}': b for b in (64, 256, 512, 1500)}   # k = B/64 = 1, 4, 8, 23.4: SB to LB, the learning rate × k
+COSCALE_BETA2 = {'mnist1d': ('B256', 'B512', 'B1500'), 'fmnist': ('B512', 'B1500')}  # where β₂ is also adjusted
+COSCALE_EXTRAS = GAP_EXTRAS + ('pacbayes', 'pacbayes_mag')
+
+def _coscale(d:str, beta2:str)->dict:
+    base = _GAP_DATA[d]
+    regimes = COSCALE if beta2 == 'fixed' else {k: COSCALE[k] for k in COSCALE_BETA2[d]}
+    what = ("Co-scaling (Kaur, Cohen & Lipton 2022): batch 64·k with learning rate 1e-3·k and 5 warmup epochs (the lr-linear "
+            "remedy, ref_batch 64, on every batch), k = 1, 4, 8, 23.4" if beta2 == 'fixed' else
+            f"Co-scaling with Adam's β₂ = 0.999^k (its averaging horizon fixed in samples) at batches "
+            f"{', '.join(str(COSCALE[k]) for k in COSCALE_BETA2[d])}; k = 1 is the plain co-scaling run")
+    return dict(base, regimes=regimes, remedy='lr-linear', remedy_kw={'ref_batch': 64, **({'beta2': 'samples'} if beta2 != 'fixed' else {})},
+                remedy_regimes=tuple(regimes), extras=COSCALE_EXTRAS,
+                note=base['note'] + f" {what}; extras add the PAC-Bayes measures σ′ and α′.")
+
+GAP_PRESETS.update({f'gap-{d}-coscale{"" if b == "fixed" else "-beta2"}': _coscale(d, b) for d in _GAP_DATA for b in ('fixed', 'samples')})
+
+TRACKING_FMNIST = dict(network='F1', dataset='fashion-mnist', n_train=10_000, regimes={'SB': 64, 'LB': 1500}, trials=3, epochs=100,
+                       target=0.01, max_epochs=300, eps=(1e-3,), p=0, landscape_trials=(),
+                       track={'every': 2, 'measures': ['lambda_max', 'phi'], 'n_eval': 2000},
+                       note="φ along training (the paper's Figure 6 protocol) on Fashion-MNIST: F1, SB 64 and LB 1,500 on the gap "
+                            "experiment's seeded 10,000 training samples, a fixed 100 epochs, 3 trials; λmax and φ(1e-3) every 2 "
+                            "epochs on a fixed 2,000-sample subset of the training set. The target (0.01) is kept so the pages "
+                            "can say where the common rule would have stopped.")
+PRESETS['tracking-fmnist'] = TRACKING_FMNIST
