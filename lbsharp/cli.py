@@ -11,8 +11,9 @@ from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, ex
                                  read_json, load_data, _sharp_data, units, unit_name, PAPER, UnitBusy,
                                  FORMAT, environment, validate, check_device, check_fits)
 from .training import write_json
-from .report import report, summarize, table, headline, verdict, DATASET_NAMES, PAPER_DATA, CAP, pm, stops_text, rule_text
+from .report import report, summarize, table, headline, verdict, PAPER_DATA, CAP, pm, stops_text, rule_text
 from .measures import sharp_kwargs
+from .data import dataset_title
 from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
 
 # %% auto #0
@@ -34,7 +35,7 @@ def _summary(out:Path, seconds:float)->str:
     exp, runs = load_runs(out)
     rep = report(out)
     figs = sorted((out/'figures').glob('*.png'))
-    parts = [f"== lbsharp: {exp.name} — {exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)}, "
+    parts = [f"== lbsharp: {exp.name} — {exp.network} on {dataset_title(exp.dataset)}, "
              f"{len({r['trial'] for r in runs})} trial(s), {seconds:.0f} s ==", '']
     if exp.note: parts += [exp.note, '']
     if exp.protocol == 'pairs': parts += [f"Stopping rule: {rule_text(exp)}.", '']
@@ -158,7 +159,7 @@ def _sharpness(a):
     X, Y = _sharp_data(exp, data)
     check_fits(model, X, Y, f"the data set {exp.dataset!r}")
     eps = pick(a.eps, exp.eps[0])
-    f_text = (f"mean cross-entropy on {DATASET_NAMES.get(data.name, data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
+    f_text = (f"mean cross-entropy on {dataset_title(data.name)} training data, {len(X)} of {len(data.Xtr)} samples "
               f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
               f"n_train {exp.n_train or 'all'}), chunk {exp.chunk}, {eval_mode(model)} — from {src}")
     print(f"f: {f_text}")
@@ -179,7 +180,7 @@ def presets_table()->str:
         regs = ', '.join(f'{r}={b}' for r, b in e.regimes.items())
         if len(regs) > 24: regs = f"{len(e.regimes)} batch sizes {min(e.regimes.values())}..{max(e.regimes.values())}"
         note = e.note.split('. ')[0].rstrip('.')
-        rows.append((k, e.network, DATASET_NAMES.get(e.dataset, e.dataset), regs, str(e.trials), note[:70] + ('…' if len(note) > 70 else '')))
+        rows.append((k, e.network, dataset_title(e.dataset), regs, str(e.trials), note[:70] + ('…' if len(note) > 70 else '')))
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     return '\n'.join('  '.join(c.ljust(n) for c, n in zip(r, w)) + '  ' + r[5] for r in rows)
 

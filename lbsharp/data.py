@@ -5,18 +5,20 @@
 # %% ../nbs/00_data.ipynb #a4117335
 from __future__ import annotations
 import gzip, inspect, os, pickle, random, struct, tempfile, zipfile, zlib
+from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CACHE_DIR', 'SYSTEM_DIR', 'NAMES', 'FILES', 'MNIST_CLASSES', 'FASHION_CLASSES', 'PIXELS_255', 'LOADERS', 'Dataset',
-           'subset_indices', 'data_roots', 'search_dirs', 'find_files', 'read_idx', 'read_cifar_pickle', 'atomic_write',
-           'load']
+__all__ = ['CACHE_DIR', 'SYSTEM_DIR', 'DATASETS', 'MNIST_CLASSES', 'FASHION_CLASSES', 'PIXELS_255', 'Dataset', 'subset_indices',
+           'DataSpec', 'loader_of', 'dataset_title', 'data_roots', 'search_dirs', 'find_files', 'read_idx',
+           'read_cifar_pickle', 'atomic_write', 'load']
 
 # %% ../nbs/00_data.ipynb #813a93d8
 def _check_split(name, split, X, Y, k):
@@ -115,25 +117,50 @@ def subset(self:Dataset,
 CACHE_DIR = Path('~/.cache/lbsharp')    # default directory for downloads
 SYSTEM_DIR = Path('/usr/share/datasets') # Debian's dataset-* packages install here
 
-NAMES = ('mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'timit', 'mnist1d', 'digits')
-_ALIASES = {'fmnist': 'fashion-mnist', 'cifar-10': 'cifar10', 'cifar-100': 'cifar100', 'mnist-1d': 'mnist1d'}
-
 _MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
                 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
-FILES = {  # name: (folders inside each base directory, files that must all be there)
-    'mnist':         (('mnist', 'MNIST/raw'), _MNIST_FILES),
-    'fashion-mnist': (('fashion-mnist', 'FashionMNIST/raw'), _MNIST_FILES),
-    'cifar10':       (('cifar10', 'cifar-10-batches-py'), tuple(f'data_batch_{i}' for i in range(1, 6)) + ('test_batch', 'batches.meta')),
-    'cifar100':      (('cifar100', 'cifar-100-python'), ('train', 'test', 'meta')),
-    'timit':         (('timit',), ('timit.npz',)),
-}
+
+@dataclass
+class DataSpec:
+    "One data set of the registry: the name `load` takes, how pages name it, where its files are, and its loader."
+    key:str                   # the name load takes, e.g. 'fashion-mnist'
+    title:str                 # how tables, figures and reports name it, e.g. 'Fashion-MNIST'
+    dirs:tuple=()             # folders inside each base directory that may hold its files (none: generated or bundled)
+    files:tuple=()            # the files that must all be there
+    aliases:tuple=()          # other names load accepts, e.g. 'fmnist' (the gap presets' tag)
+    torchvision:str|None=None # the torchvision.datasets class that downloads it (into the last of dirs)
+    loader:Callable|None=None # (root, download, **options) -> Dataset: set where the loader is defined, by loader_of
+
+DATASETS = {d.key: d for d in [   # the one registry of data sets: load, the reports and the gap analysis read it
+    DataSpec('mnist', 'MNIST', ('mnist', 'MNIST/raw'), _MNIST_FILES, torchvision='MNIST'),
+    DataSpec('fashion-mnist', 'Fashion-MNIST', ('fashion-mnist', 'FashionMNIST/raw'), _MNIST_FILES, ('fmnist',), 'FashionMNIST'),
+    DataSpec('cifar10', 'CIFAR-10', ('cifar10', 'cifar-10-batches-py'),
+             tuple(f'data_batch_{i}' for i in range(1, 6)) + ('test_batch', 'batches.meta'), ('cifar-10',), 'CIFAR10'),
+    DataSpec('cifar100', 'CIFAR-100', ('cifar100', 'cifar-100-python'), ('train', 'test', 'meta'), ('cifar-100',), 'CIFAR100'),
+    DataSpec('timit', 'TIMIT', ('timit',), ('timit.npz',)),
+    DataSpec('mnist1d', 'MNIST-1D', aliases=('mnist-1d',)),
+    DataSpec('digits', 'digits'),
+]}
+
+def loader_of(*keys:str):
+    "Decorator: register the function as the loader of the data sets `keys` (a loader of several takes the key first)."
+    def register(fn):
+        for k in keys: DATASETS[k].loader = partial(fn, k) if len(keys) > 1 else fn
+        return fn
+    return register
 
 def _canon(name):
-    "The registry name for `name` (case and `_`/`-` insensitive), or an error listing the known names."
+    "The registry name for `name` (case, `_`/`-` and aliases ignored), or an error listing the known names."
     key = str(name).lower().replace('_', '-')
-    key = _ALIASES.get(key, key)
-    if key not in NAMES: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+    key = next((d.key for d in DATASETS.values() if key in d.aliases), key)
+    if key not in DATASETS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return key
+
+def dataset_title(name:str)->str:  # e.g. 'Fashion-MNIST' for 'fashion-mnist' or 'fmnist'; an unknown name as it is
+    "How pages name data set `name`: its registry title."
+    try: return DATASETS[_canon(name)].title
+    except ValueError: return str(name)
+
 
 # %% ../nbs/00_data.ipynb #038f5265
 def data_roots(root:str|Path|None=None  # explicit data directory, searched first
@@ -150,15 +177,12 @@ def search_dirs(name:str,                    # data set with files: 'mnist', 'fa
                )->list[Path]:
     "Directories searched, in order, for the files of data set `name`."
     key = _canon(name)
-    if key not in FILES: raise ValueError(f"{key} has no files to look for: it is generated or bundled, load('{key}') always works")
+    if not DATASETS[key].files: raise ValueError(f"{key} has no files to look for: it is generated or bundled, load('{key}') always works")
     out = [Path(root).expanduser()] if root else []
-    for b in data_roots(root): out += [b/s for s in FILES[key][0]]
+    for b in data_roots(root): out += [b/s for s in DATASETS[key].dirs]
     return list(dict.fromkeys(out))
 
 # %% ../nbs/00_data.ipynb #e345427d
-_TORCHVISION = {'mnist': ('MNIST', 'MNIST/raw'), 'fashion-mnist': ('FashionMNIST', 'FashionMNIST/raw'),
-                'cifar10': ('CIFAR10', 'cifar-10-batches-py'), 'cifar100': ('CIFAR100', 'cifar-100-python')}
-
 def _locate(d, f):
     "Path of file `f` in directory `d` (a `.gz` may also be there uncompressed, which is preferred), or None."
     for p in ([d/f[:-3]] if f.endswith('.gz') else []) + [d/f]:
@@ -181,7 +205,7 @@ def _how_to_get(key, root=None):
         return ("TIMIT is licensed by the LDC (catalogue LDC93S1) and cannot be downloaded by lbsharp. Prepare the "
                 "Kaldi frames yourself and save them with np.savez('timit.npz', Xtr=..., Ytr=..., Xte=..., Yte=...): "
                 "Xtr/Xte float32 (N, 360), Ytr/Yte integer labels in [0, 1973).")
-    tv, sub = _TORCHVISION[key]
+    sub = DATASETS[key].dirs[-1]
     base = Path(root).expanduser() if root else Path(os.environ.get('LBSHARP_DATA') or CACHE_DIR).expanduser()
     how = f"`load('{key}', download=True)` (needs internet; torchvision saves them in {base/sub})"
     if key == 'fashion-mnist': how = f"`apt-get install dataset-fashion-mnist` (installs them in {SYSTEM_DIR/key}), or " + how
@@ -205,7 +229,7 @@ def _missing(key, dirs, files, root):
 def _download(key, root=None):
     "Fetch data set `key` with torchvision into the first writable base directory (needs internet)."
     import torchvision.datasets as tvd
-    name, sub = _TORCHVISION[key]
+    name, sub = DATASETS[key].torchvision, DATASETS[key].dirs[-1]
     base = _writable_base(root)
     try: getattr(tvd, name)(str(base), train=False, download=True)
     except Exception as e:
@@ -222,11 +246,11 @@ def find_files(name:str,                # data set with files: 'mnist', 'fashion
     key = _canon(name)
     if root and not Path(root).expanduser().is_dir() and not download:
         raise FileNotFoundError(f"root={str(root)!r} is not a directory; pass the directory that holds the {key} files (or no root)")
-    dirs, files = search_dirs(key, root), FILES[key][1]
+    dirs, files = search_dirs(key, root), DATASETS[key].files
     for d in dirs:
         found = {f: _locate(d, f) for f in files}
         if all(found.values()): return found
-    if download and key in _TORCHVISION:
+    if download and DATASETS[key].torchvision:
         _download(key, root)
         return find_files(key, root)
     raise FileNotFoundError(_missing(key, dirs, files, root))
@@ -276,6 +300,7 @@ def _idx_split(ip, lp, k=10):
     x /= 255
     return torch.from_numpy(x), torch.from_numpy(Y.astype(np.int64))
 
+@loader_of('mnist', 'fashion-mnist')
 def _mnist_family(key, root=None, download=False):
     "MNIST or Fashion-MNIST from its four IDX files."
     p = find_files(key, root, download)
@@ -327,6 +352,7 @@ def _cifar_batches(paths, label_key, k):
     x /= 255
     return torch.from_numpy(x), torch.from_numpy(np.concatenate(ys).astype(np.int64))
 
+@loader_of('cifar10', 'cifar100')
 def _cifar(key, root=None, download=False):
     "CIFAR-10 or CIFAR-100 (fine labels) from its python-pickle files."
     p = find_files(key, root, download)
@@ -339,6 +365,7 @@ def _cifar(key, root=None, download=False):
                    origin='python-pickle files', labels=lk, preprocessing=PIXELS_255))
 
 # %% ../nbs/00_data.ipynb #3ddae6a7
+@loader_of('timit')
 def _timit(root=None, download=False,
            n_features:int=360,  # feature dimension per frame
            n_classes:int=1973   # number of label classes
@@ -407,6 +434,7 @@ def _mnist1d_save(name:str, root, d:dict):
     except OSError: pass
 
 # %% ../nbs/00_data.ipynb #f8e2780a
+@loader_of('mnist1d')
 def _mnist1d(root=None, download=False,
              n_samples:int=5000,      # samples generated in total (train + test), a multiple of 10
              seed:int=42,             # generation seed (42: the package's standard set)
@@ -432,6 +460,7 @@ def _mnist1d(root=None, download=False,
                         preprocessing="mnist1d's own standardisation of the generated set to mean 0, std 1; nothing further"))
 
 # %% ../nbs/00_data.ipynb #d3217df0
+@loader_of('digits')
 def _digits(root=None, download=False,
             seed:int=0,            # random_state of the stratified train/test split
             test_size:float=0.2    # fraction held out for testing
@@ -449,15 +478,11 @@ def _digits(root=None, download=False,
                         preprocessing='pixels 0..16 / 16 -> float32 in [0, 1]; no mean subtraction, no standardisation'))
 
 # %% ../nbs/00_data.ipynb #e7a564ab
-LOADERS = {'mnist': partial(_mnist_family, 'mnist'), 'fashion-mnist': partial(_mnist_family, 'fashion-mnist'),
-           'cifar10': partial(_cifar, 'cifar10'), 'cifar100': partial(_cifar, 'cifar100'),
-           'timit': _timit, 'mnist1d': _mnist1d, 'digits': _digits}
-
 def _options(fn):
     "Extra keyword options of a loader (beyond root and download)."
     return [k for k in inspect.signature(fn).parameters if k not in ('key', 'root', 'download')]
 
-def load(name:str,                 # one of NAMES: 'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'timit', 'mnist1d', 'digits'
+def load(name:str,                 # a key of DATASETS (or an alias): 'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'timit', 'mnist1d', 'digits'
          root:str|Path|None=None,  # data directory searched first (see search_dirs)
          download:bool=False,      # fetch missing MNIST/Fashion-MNIST/CIFAR files with torchvision (needs internet)
          device='cpu',             # where the tensors are put
@@ -465,7 +490,7 @@ def load(name:str,                 # one of NAMES: 'mnist', 'fashion-mnist', 'ci
         )->Dataset:
     "Load data set `name` whole into memory, as tensors on `device`."
     key = _canon(name)
-    fn = LOADERS[key]
+    fn = DATASETS[key].loader
     bad = sorted(set(kw) - set(_options(fn)))
     if bad: raise TypeError(f"load('{key}') got unknown option(s) {bad}; {key} accepts {_options(fn) or 'no options'}")
     return fn(root=root, download=download, **kw).to(device)

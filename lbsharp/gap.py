@@ -11,17 +11,20 @@ import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from .networks import NetTable
 from .experiments import load_runs, read_json
-from .report import _ms, pm, CAP, run_seconds, summarize
-from .measures import MEASURES, RANKED, read_measure
+from .report import _ms, pm, CAP, run_seconds, summarize, store_rows
+from .measures import MEASURES, RANKED
+from .data import dataset_title
+from .presets import preset, GAP_PRESETS
 
 # %% auto #0
-__all__ = ['DATASETS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs',
+__all__ = ['GAP_TAGS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs',
            'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table', 'granulated_reading',
            'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap', 'answers',
            'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
-DATASETS = {'mnist1d': 'MNIST-1D, mlp-mnist1d', 'fmnist': 'Fashion-MNIST, F1'}   # the <ds> of `gap-<ds>-<arm>`: what it is
+GAP_TAGS = {ds: f"{dataset_title(e.dataset)}, {e.network}"   # the <ds> of `gap-<ds>-<arm>`: what it is, from its presets
+            for ds in dict.fromkeys(n.split('-')[1] for n in GAP_PRESETS) for e in [preset(f'gap-{ds}-none')]}
 ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear', 'sweep')  # the arms of `gap-<ds>-<arm>`
 GAPS = {'gap_acc': ('gap acc (points)', "train − test accuracy, percentage points"),
         'gap_loss': ('gap loss', "test − train cross-entropy")}
@@ -34,7 +37,7 @@ def arm_name(name:str)->str:
 def _arm_order(arm:str)->tuple: return (ARMS.index(arm) if arm in ARMS else len(ARMS) - 1, arm)
 
 def gap_dirs(results:str|Path='results',  # folder holding the results directories
-             ds:str='mnist1d',            # data set key (DATASETS)
+             ds:str='mnist1d',            # data set key (GAP_TAGS)
              patterns:tuple|None=None     # globs of directory names (None: gap-<ds>-*)
             )->list:                      # results directories, 'none' first, the sweep last
     "The results directories of one data set's arms."
@@ -42,36 +45,27 @@ def gap_dirs(results:str|Path='results',  # folder holding the results directori
     ds_ = {d for p in pats for d in Path(results).glob(p) if (d/'experiment.json').exists()}
     return sorted(ds_, key=lambda d: (_arm_order(arm_name(d.name)), d.name))
 
-def _batch(r:dict)->int:
-    b = r['history']['config'].get('batch_size')
-    return int(b if b is not None else r['batch'])
-
 def collect_runs(results:str|Path='results', # folder holding the results directories
                  ds:str='mnist1d',           # data set key: reads gap-<ds>-*
                  patterns:tuple|None=None    # other globs of directory names instead, e.g. ('remedy-*', 'quick-sweep')
                 )->list:                     # one dict per run
-    "Every run of one data set's arms as a row: arm, label, batch, accuracies, gaps, every measure, updates, stop, time."
+    "Every run of one data set's arms as a row of `store_rows` (accuracies, gaps, every measure, stop, time), with its arm and label."
     rows, seen, base = [], set(), set()
     for d in gap_dirs(results, ds, patterns):
-        exp, runs = load_runs(d)
-        arm, eps = arm_name(exp.name), exp.eps[0]
+        exp, runs = store_rows(d)                                   # the store's one reader: a row per run
+        arm = arm_name(exp.name)
         for r in runs:
-            f, cfg, B = r['final'], r['history']['config'], _batch(r)
+            B = r['batch']
             sweep = arm == 'sweep'
-            remedied = not sweep and (bool(r.get('remedy')) or (arm != 'none' and r['regime'] == 'LB'))
+            remedied = not sweep and (bool(r['remedy']) or (arm != 'none' and r['regime'] == 'LB'))
             label = f'B{B}' if sweep else f"{r['regime']}+{arm}" if remedied else r['regime']
             if not (sweep or remedied):
                 if (label, r['trial']) in base: continue            # a baseline, already taken from an earlier arm
                 base.add((label, r['trial']))
-            key = (B, r['trial'], r['seed'], json.dumps(cfg.get('hooks') or {}, sort_keys=True, default=str), f['train_loss'], f['test_acc'])
+            key = (B, r['trial'], r['seed'], json.dumps(r['hooks'], sort_keys=True, default=str), r['train_loss'], r['test_acc'])
             if key in seen: continue                                # the same run in two experiments
             seen.add(key)
-            rows.append(dict(ds=ds, arm=arm, label=label, regime=r['regime'], trial=r['trial'], seed=r['seed'], batch=B, eps=eps,
-                             train_acc=100*f['train_acc'], test_acc=100*f['test_acc'], train_loss=f['train_loss'], test_loss=f['test_loss'],
-                             gap_acc=100*(f['train_acc'] - f['test_acc']), gap_loss=f['test_loss'] - f['train_loss'],
-                             **{k: read_measure(r, k, eps) for k in RANKED},
-                             updates=f['updates'], epochs=f['epochs'], stop=f.get('stop'),
-                             cap=bool(f.get('cap')) or f.get('stop') == 'max_epochs', seconds=f.get('train_seconds', math.nan), dir=d.name))
+            rows.append(dict(ds=ds, arm=arm, label=label, **r))
     return rows
 
 def missing_arms(rows:list, expected:tuple=ARMS)->list:
@@ -410,7 +404,7 @@ def _message(text:str)->plt.Figure:
     return fig
 
 def gap_figure(results:str|Path='results', # folder holding the results directories
-               ds:str='mnist1d',           # data set key (DATASETS)
+               ds:str='mnist1d',           # data set key (GAP_TAGS)
                patterns:tuple|None=None,   # other globs of directory names (None: gap-<ds>-*)
                expected:tuple|None=ARMS,   # arms to report as missing (None: do not)
                title:str|None=None,        # figure title (None: the data set's)
@@ -424,7 +418,7 @@ def gap_figure(results:str|Path='results', # folder holding the results director
     unmeasured = [m for m in RANKED if not any(np.isfinite(r[m]) for r in rows)]
     note = '; '.join(x for x in ((f"arms not yet run: {', '.join(miss)}" if miss else ''),
                                  (f"not measured: {', '.join(MEASURES[m].label for m in unmeasured)}" if unmeasured else '')) if x)
-    return plot_gap(rows, f"{DATASETS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note, gaps=gaps)
+    return plot_gap(rows, f"{GAP_TAGS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note, gaps=gaps)
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
 def gap_reading(rows:list,            # from collect_runs
@@ -514,7 +508,7 @@ def gap_verdict(rows:dict,           # {data set key: rows from collect_runs}
     "The verdict of each data set: the 'against the paper's claim' line of `gap_reading` (and its 'no accuracy gap' line)."
     out = []
     for ds, rs in rows.items():
-        name = DATASETS.get(ds, ds)
+        name = GAP_TAGS.get(ds, ds)
         if not rs: out.append(f"- **{name}:** not yet run."); continue
         lines = gap_reading(rs, name, (taus or {}).get(ds), expected=None).splitlines()
         keep = [l[2:].replace("**Against the paper's claim.** ", '') for l in lines
@@ -535,7 +529,7 @@ def gap_headline(rows:dict,           # {data set key: rows from collect_runs}
         pos = [m for m in RANKED if np.isfinite(tu[m, 'gap_acc']['tau']) and tu[m, 'gap_acc']['lo'] > 0]
         best = max(pos, key=lambda m: tu[m, 'gap_acc']['tau']) if pos else None
         brk = list(dict.fromkeys(r['run'] for r in link_breakers(rs)))
-        t.append({'data set': DATASETS.get(ds, ds), 'runs': len(rs),
+        t.append({'data set': GAP_TAGS.get(ds, ds), 'runs': len(rs),
                   'test acc % SB / LB': f"{sb['test_acc'][0]:.1f} / {lb['test_acc'][0]:.1f}" + ('' if g.get('separate') else ' (no gap)'),
                   'φ full LB ÷ SB': f"{lb['phi_full'][0]/sb['phi_full'][0]:.1f}×",
                   'τ(φ full, gap acc)': f"{k['tau']:+.2f} [{k['lo']:+.2f}, {k['hi']:+.2f}]" if np.isfinite(k['tau']) else 'not measured',
@@ -611,7 +605,7 @@ def claims(results:str|Path='results' # folder holding the committed results dir
             ok &= d > 0 and r_ > 1
             ev.append(f"{arm} {d:+.1f} points, φ {r_:.1f}× {'SB+' + arm if ref is not S['SB'] else 'SB'}'s")
         if ev: t.append(_claim('remedies', 'MNIST-1D', ok, '; '.join(ev)))
-    for ds, name in DATASETS.items():
+    for ds, name in GAP_TAGS.items():
         rs = collect_runs(R, ds)
         if not rs: continue
         n = load_runs(gap_dirs(R, ds)[0])[0].n_train                     # the gap runs may use a subset

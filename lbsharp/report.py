@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_reproduction.ipynb #f335ffa7
 from __future__ import annotations
-import csv, io
+import csv, io, math
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -13,13 +13,14 @@ from .networks import NetTable
 from .training import _stop_reason
 from .presets import preset
 from .landscape import plot_line
-from .measures import read_measure
+from .measures import MEASURES, read_measure, same_eps
+from .data import dataset_title
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'STOP_MARKS', 'summarize', 'run_seconds', 'pm',
-           'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric', 'plot_batch_sweep',
-           'plot_warmstart', 'rule_stops', 'plot_trajectory', 'rule_text', 'report', 'headline', 'headline_table',
-           'verdict']
+__all__ = ['PAPER_DATA', 'TABLES', 'CAP', 'WHERE', 'COLORS', 'STOP_MARKS', 'run_row', 'store_rows', 'summarize', 'run_seconds',
+           'paper_phi', 'pm', 'stops_text', 'table', 'plot_accuracy', 'plot_sharpness_bars', 'plot_parametric',
+           'plot_batch_sweep', 'plot_warmstart', 'rule_stops', 'plot_trajectory', 'rule_text', 'report', 'headline',
+           'headline_table', 'verdict']
 
 # %% ../nbs/05a_reproduction.ipynb #10d0589f
 def _ms(v)->tuple:
@@ -33,24 +34,47 @@ def _grad_norm(r:dict)->float|None:
     g = [m.get('grad_norm') for m in r.get('sharpness', []) if m.get('space') == 'full']
     return g[0] if g and g[0] is not None else None
 
+def run_row(exp:Experiment,  # the run's experiment (its first ε is the one the single-ε measures are read at)
+            r:dict,          # one run of the store, as load_runs gives it
+            dir:str=''       # the results directory's name
+           )->dict:          # one row: accuracies in %, gaps in percentage points, NaN where the run lacks a value
+    "One run of the store as a row: what it is, accuracies, losses, gaps, every registered measure, where it stopped, its cost."
+    f, eps, nan = r['final'], exp.eps[0], math.nan
+    h = r.get('history') or {}; cfg = h.get('config') or {}
+    return dict(experiment=exp.name, dir=dir, trial=r['trial'], seed=r.get('seed'), regime=r['regime'],
+                batch=int(cfg['batch_size']) if cfg.get('batch_size') is not None else r.get('batch'),
+                remedy=r.get('remedy') or None, hooks=cfg.get('hooks') or {},
+                train_acc=100*f['train_acc'], test_acc=100*f['test_acc'], train_loss=f['train_loss'], test_loss=f.get('test_loss', nan),
+                gap_acc=100*(f['train_acc'] - f['test_acc']), gap_loss=f.get('test_loss', nan) - f['train_loss'],
+                eps=eps, **{k: read_measure(r, k, eps) for k in MEASURES},          # every measure through its registry entry
+                phi={(sp, e): read_measure(r, k, e) for k, sp in (('phi_full', 'full'), ('phi_sub', 'subspace')) for e in exp.eps},
+                grad_norm=_grad_norm(r), epochs=f['epochs'], updates=f['updates'], stop=f.get('stop'),
+                cap=bool(f.get('cap')) or f.get('stop') == 'max_epochs', seconds=f.get('train_seconds', nan),
+                dist_from_x0=r.get('dist_from_x0', nan), log=h.get('log', []))
+
+def store_rows(out:str|Path   # a results directory
+              )->tuple:        # (Experiment, one row per run): the store read once
+    "The runs of a results directory as rows (`run_row`): the one reader that the report, the remedies and the gap analysis share."
+    exp, runs = load_runs(out)
+    return exp, [run_row(exp, r, Path(out).name) for r in runs]
+
 def summarize(exp:Experiment, runs:list)->dict:
     "Per regime, mean, std and count over trials of accuracies (%), sharpness per (space, ε) and where it was measured."
-    s = {}
+    s, rows = {}, [run_row(exp, r) for r in runs]
     for reg in exp.regimes:
-        rs = [r for r in runs if r['regime'] == reg]
+        rs = [r for r in rows if r['regime'] == reg]
         if not rs: continue
-        g = [_grad_norm(r) for r in rs]
-        stops = [r['final'].get('stop') for r in rs]
-        d = dict(train_acc=_ms([100*r['final']['train_acc'] for r in rs]), test_acc=_ms([100*r['final']['test_acc'] for r in rs]),
-                 train_loss=_ms([r['final']['train_loss'] for r in rs]), epochs=_ms([r['final']['epochs'] for r in rs]),
-                 updates=_ms([r['final']['updates'] for r in rs]),
+        g = [r['grad_norm'] for r in rs]
+        stops = [r['stop'] for r in rs]
+        d = dict(train_acc=_ms([r['train_acc'] for r in rs]), test_acc=_ms([r['test_acc'] for r in rs]),
+                 train_loss=_ms([r['train_loss'] for r in rs]), epochs=_ms([r['epochs'] for r in rs]),
+                 updates=_ms([r['updates'] for r in rs]),
                  grad_norm=_ms(g) if None not in g else None,          # ‖∇f‖ where φ was measured
                  stops={k: stops.count(k) for k in dict.fromkeys(stops)}, # why training ended: reason -> runs
                  cap=stops.count('max_epochs'), n=len(rs))               # runs that hit the epoch cap, runs
-        for key, space in (('phi_full', 'full'), ('phi_sub', 'subspace')):   # φ read through its entry in `MEASURES`
-            for eps in exp.eps:
-                v = [read_measure(r, key, eps) for r in rs]
-                if np.isfinite(v).any(): d[(space, eps)] = _ms(v)
+        for k in rs[0]['phi']:                                           # (space, ε), φ read through its entry in `MEASURES`
+            v = [r['phi'][k] for r in rs]
+            if np.isfinite(v).any(): d[k] = _ms(v)
         s[reg] = d
     return s
 
@@ -61,10 +85,12 @@ def run_seconds(r:dict)->float:
     return train + max(each, r.get('sharp_seconds') or 0)   # sharp_seconds also holds the extras, but only the last process's
 
 # %% ../nbs/05a_reproduction.ipynb #b30ea9bb
-DATASET_NAMES = {'mnist': 'MNIST', 'fashion-mnist': 'Fashion-MNIST', 'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100',
-                 'timit': 'TIMIT', 'mnist1d': 'MNIST-1D', 'digits': 'digits'}
 PAPER_DATA = {'F1': 'mnist', 'F2': 'timit', 'C1': 'cifar10', 'C2': 'cifar10', 'C3': 'cifar100', 'C4': 'cifar100'}
 TABLES = {2: 'accuracy', 3: 'full', 4: 'subspace'}
+
+def paper_phi(P:dict, space:str, eps:float)->dict|None:
+    "The paper's φ row {'SB': (mean, std), 'LB': ...} of network row `P` in `space` at `eps` (matched by same_eps), or None."
+    return next((v for e, v in P.get(space, {}).items() if same_eps(e, eps)), None)
 CAP = '⚠'  # marks a regime whose runs hit the epoch cap
 
 def pm(m,                 # (mean, std, n) from summarize or _ms, a paper (mean, std), or None
@@ -105,13 +131,13 @@ def table(exp:Experiment,  # the experiment
     s, cols = summarize(exp, runs), _cols(exp, which)
     unit = '%' if which == 2 else ''
     spec, sd = ('.2f', '.2f') if which == 2 else ('.3g', '.2g')
-    ours = f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} (ours)"
+    ours = f"{exp.network} on {dataset_title(exp.dataset)} (ours)"
     rows = [[ours, reg + (f' {CAP}' if v['cap'] else ''), str(v['n'])] + [pm(v.get(k), spec, sd, unit) for _, k in cols] + _where(v)
             for reg, v in s.items()]
     if exp.network in PAPER and set(exp.regimes) == {'SB', 'LB'}:
         P = PAPER[exp.network]
-        get = (lambda k, r: P[k][r]) if which == 2 else (lambda k, r: P[k[0]].get(k[1], {}).get(r))
-        rows += [[f"{exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]} (paper)", r, '5']
+        get = (lambda k, r: P[k][r]) if which == 2 else (lambda k, r: (paper_phi(P, *k) or {}).get(r))
+        rows += [[f"{exp.network} on {dataset_title(PAPER_DATA[exp.network])} (paper)", r, '5']
                  + [pm(get(k, r), spec, sd, unit) for _, k in cols] + ['–']*len(WHERE) for r in ('SB', 'LB')]
     head = ['network', 'regime', 'trials'] + [c for c, _ in cols] + WHERE
     if not where: head, rows = head[:-len(WHERE)], [r[:-len(WHERE)] for r in rows]
@@ -126,7 +152,7 @@ def table(exp:Experiment,  # the experiment
 # %% ../nbs/05a_reproduction.ipynb #69b8f328
 COLORS = {'SB': 'tab:blue', 'LB': 'tab:red'}
 
-def _label(exp): return f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)}"
+def _label(exp): return f"{exp.network} on {dataset_title(exp.dataset)}"
 
 def plot_accuracy(exp:Experiment, runs:list, trial:int=0, ax:plt.Axes|None=None)->plt.Figure:
     "Figure 2: training (solid) and test (dashed) accuracy against epochs for each regime of one trial."
@@ -166,7 +192,7 @@ def plot_parametric(out:str|Path, trial:int=0, path:str='linear', ax:plt.Axes|No
     fig = plot_line(res, ax=ax)
     m = res['settings'].get('meta', {})
     (ax or fig.axes[0]).set_title(f"Figure {3 if path == 'linear' else 7} analogue ({path}): "
-        f"{res['settings'].get('model', {}).get('name', '')} on {DATASET_NAMES.get(m.get('dataset'), m.get('dataset'))}", fontsize=9)
+        f"{res['settings'].get('model', {}).get('name', '')} on {dataset_title(m.get('dataset'))}", fontsize=9)
     return fig
 
 def plot_batch_sweep(exp:Experiment, runs:list, eps:float|None=None, ax:plt.Axes|None=None)->plt.Figure:
@@ -301,9 +327,9 @@ def headline(exp, runs)->str:
     s = summarize(exp, runs)
     if not {'SB', 'LB'} <= set(s): return ''
     sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
-    data, n = DATASET_NAMES.get(exp.dataset, exp.dataset), min(s['SB']['n'], s['LB']['n'])
+    data, n = dataset_title(exp.dataset), min(s['SB']['n'], s['LB']['n'])
     if P:
-        pdata = DATASET_NAMES[PAPER_DATA[exp.network]]
+        pdata = dataset_title(PAPER_DATA[exp.network])
         ref = f"paper, {exp.network} on {pdata}" + ('' if PAPER_DATA[exp.network] == exp.dataset else f", not {data}")
     lines = [f"{exp.network} on {data}, {n} trial{'s' if n != 1 else ''}{' (mean ± std)' if n > 1 else ''}. φ was measured at:",
              _where_line('SB', sb), _where_line('LB', lb)]
@@ -318,7 +344,7 @@ def headline(exp, runs)->str:
         r = lb[k][0]/sb[k][0] if sb[k][0] > 0 else float('inf')
         txt = (f"Sharpness ({k[0]}, ε={k[1]:g}): SB {pm(sb[k])}, LB {pm(lb[k])} "
                f"→ LB/SB = {r:.3g}× ({'LB sharper' if r > 1 else 'LB flatter'})")
-        p = P[k[0]].get(k[1]) if P else None
+        p = paper_phi(P, *k) if P else None
         if p: txt += f" ({ref}: {p['LB'][0]/p['SB'][0]:.3g}×)"
         lines.append(txt + '.')
     if not P: lines.append(f"The paper has no row for {exp.network} ({data} is not one of its data sets): "
@@ -336,15 +362,15 @@ def headline_table(*outs:str|Path # results directories of SB/LB experiments
         exp, runs = load_runs(out); s = summarize(exp, runs)
         if not {'SB', 'LB'} <= set(s): raise ValueError(f"{out} has no SB and LB regimes to compare (regimes: {list(s)})")
         sb, lb, P = s['SB'], s['LB'], PAPER.get(exp.network)
-        name = f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} ({min(sb['n'], lb['n'])} trials)"
+        name = f"{exp.network} on {dataset_title(exp.dataset)} ({min(sb['n'], lb['n'])} trials)"
         for k in ['test_acc'] + [k for k in sb if isinstance(k, tuple) and k in lb]:
             if k not in keys: keys.append(k)
             acc = k == 'test_acc'
             cols.setdefault(f'{name}: SB / LB', {})[k] = (f"{sb[k][0]:.2f} / {lb[k][0]:.2f}" if acc else f"{sb[k][0]:.3g} / {lb[k][0]:.3g}")
             cols.setdefault(f'{name}: LB vs SB', {})[k] = (f"{lb[k][0] - sb[k][0]:+.2f} points" if acc else f"{lb[k][0]/sb[k][0]:.3g}×")
             if P:
-                p = P['test_acc'] if acc else P[k[0]].get(k[1])
-                ref = f"paper {exp.network} on {DATASET_NAMES[PAPER_DATA[exp.network]]}: LB vs SB"
+                p = P['test_acc'] if acc else paper_phi(P, *k)
+                ref = f"paper {exp.network} on {dataset_title(PAPER_DATA[exp.network])}: LB vs SB"
                 cols.setdefault(ref, {})[k] = '–' if not p else (f"{p['LB'][0] - p['SB'][0]:+.2f} points" if acc else f"{p['LB'][0]/p['SB'][0]:.3g}×")
     lab = lambda k: 'test accuracy (%)' if k == 'test_acc' else f"φ {k[0]}, ε = {k[1]:g}"
     return NetTable({'measure': lab(k), **{c: v.get(k, '–') for c, v in cols.items()}} for k in keys)
@@ -373,15 +399,15 @@ def verdict(exp, runs)->str:
     if lb['grad_norm'][0] > sb['grad_norm'][0]:
         no.append(f"LB's ‖∇f‖ ({lb['grad_norm'][0]:.3g}) is larger than SB's ({sb['grad_norm'][0]:.3g}): it is further from a stationary point")
     if P:
-        k = next((k for k in ks if k == ('full', 1e-3)), None)
-        if k and P['full'].get(1e-3):
-            pr = P['full'][1e-3]['LB'][0]/P['full'][1e-3]['SB'][0]
+        k, p = next((k for k in ks if k[0] == 'full' and same_eps(k[1], 1e-3)), None), paper_phi(P, 'full', 1e-3)
+        if k and p:
+            pr = p['LB'][0]/p['SB'][0]
             (yes if 0.5 <= rs[k]/pr <= 2 else no).append(f"the size of the effect: LB/SB φ(full, ε=1e-3) is {rs[k]:.3g}× here "
                                                          f"and {pr:.3g}× in the paper's {exp.network} row")
         if PAPER_DATA[exp.network] != exp.dataset:
-            no.append(f"the data set is {DATASET_NAMES.get(exp.dataset, exp.dataset)}, not the paper's "
-                      f"{DATASET_NAMES[PAPER_DATA[exp.network]]}, so sizes are comparable only in kind")
-    else: no.append(f"{exp.network} on {DATASET_NAMES.get(exp.dataset, exp.dataset)} is not one of the paper's experiments, "
+            no.append(f"the data set is {dataset_title(exp.dataset)}, not the paper's "
+                      f"{dataset_title(PAPER_DATA[exp.network])}, so sizes are comparable only in kind")
+    else: no.append(f"{exp.network} on {dataset_title(exp.dataset)} is not one of the paper's experiments, "
                     f"so only the direction of each effect can be compared, not its size")
     n = min(sb['n'], lb['n'])
     if n < 3: no.append(f"{n} trial{'s' if n != 1 else ''} cannot show the spread the paper's 5 trials do")
