@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_gap.ipynb #f11745fe
 from __future__ import annotations
-import json, math, re, warnings
+import json, math, re, warnings, dataclasses
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -14,13 +14,16 @@ from .experiments import load_runs, read_json
 from .report import _ms, pm, CAP, run_seconds, summarize, store_rows
 from .measures import MEASURES, RANKED
 from .data import dataset_title
-from .presets import preset, GAP_PRESETS
+from .presets import preset, GAP_PRESETS, COSCALE
+from .training import History
+from .report import rule_stops, STOP_MARKS, COLORS
 
 # %% auto #0
-__all__ = ['GAP_TAGS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name', 'gap_dirs', 'collect_runs',
-           'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table', 'granulated_reading',
-           'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers', 'accuracy_gap', 'answers',
-           'plot_gap', 'gap_figure', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
+__all__ = ['GAP_TAGS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'COSCALE_ARMS', 'K1', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name',
+           'gap_dirs', 'collect_runs', 'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table',
+           'granulated_reading', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers',
+           'accuracy_gap', 'answers', 'plot_gap', 'gap_figure', 'coscale_series', 'plot_coscale', 'along', 'plot_along',
+           'along_ratios', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 GAP_TAGS = {ds: f"{dataset_title(e.dataset)}, {e.network}"   # the <ds> of `gap-<ds>-<arm>`: what it is, from its presets
@@ -113,23 +116,28 @@ def kendall(x, y,               # paired values (NaN pairs are left out)
     return dict(tau=float(t.statistic), lo=float(lo), hi=float(hi), p=float(t.pvalue), n=n)
 
 # %% ../nbs/06a_gap.ipynb #21534bce
-AXES = ('batch size', 'learning rate', 'intervention')   # the axes of the granulated τ, in the table's order
+AXES = ('batch size', 'learning rate', 'co-scaling', 'intervention')   # the axes of the granulated τ, in the table's order
 LR_ARMS = ('lr-linear',)                                # arms that change the learning rate (the rest: interventions at LB's LR)
+COSCALE_ARMS = ('coscale', 'coscale-beta2')             # batch and learning rate × k; the second with Adam's β₂ = 0.999^k too
+K1 = min(COSCALE.values())                              # the co-scaling's k = 1 batch (64): both lines start at its run
 
-def _axis(r:dict, lb:dict)->tuple: # the axes run r belongs to, given {trial: LB's batch}
+def _axis(r:dict, lb:dict)->tuple: # the (axis, group) pairs run r belongs to, given {trial: LB's batch}
     a = r['arm']
+    if a in COSCALE_ARMS:                                                # one group per β₂ rule; k = 1 is in both
+        return (('co-scaling', 'β₂ fixed'), ('co-scaling', 'β₂^k')) if a == 'coscale' and r['batch'] == K1 else \
+               (('co-scaling', 'β₂ fixed' if a == 'coscale' else 'β₂^k'),)
     if a == 'sweep' or (a == 'none' and r['label'] in ('SB', 'LB')):      # no intervention: the batch-size axis
-        return ('batch size',) + (('learning rate', 'intervention') if r['label'] == 'LB' else ())
+        return (('batch size', ''),) + ((('learning rate', ''), ('intervention', '')) if r['label'] == 'LB' else ())
     if r['batch'] != lb.get(r['trial']): return ()                      # an intervention off LB's batch: no axis
-    return ('learning rate',) if a in LR_ARMS else ('intervention',)
+    return (('learning rate', ''),) if a in LR_ARMS else (('intervention', ''),)
 
-def axis_groups(rows:list)->dict: # {axis: {trial: [row indices]}}
-    "The groups of the granulated τ: per axis, per trial, the runs that differ in that axis's setting only."
+def axis_groups(rows:list)->dict: # {axis: {(trial, group): [row indices]}}
+    "The groups of the granulated τ: per axis, per trial (and per β₂ rule on the co-scaling axis), the runs that differ in that axis's setting only."
     lb = {r['trial']: r['batch'] for r in rows if r['label'] == 'LB'}
     out = {a: {} for a in AXES}
     for i, r in enumerate(rows):
-        for a in _axis(r, lb): out[a].setdefault(r['trial'], []).append(i)
-    return {a: {t: ix for t, ix in g.items() if len(ix) > 1} for a, g in out.items()}
+        for a, g in _axis(r, lb): out[a].setdefault((r['trial'], g), []).append(i)
+    return {a: {k: ix for k, ix in g.items() if len(ix) > 1} for a, g in out.items()}
 
 def granulated(rows:list,           # from collect_runs
                measure:str,         # a row field (a RANKED measure)
@@ -142,13 +150,17 @@ def granulated(rows:list,           # from collect_runs
     if not rows: raise ValueError("no runs: granulated needs the rows of collect_runs")
     if measure not in rows[0] or gap not in rows[0]:
         raise KeyError(f"no field {measure if measure not in rows[0] else gap!r} in the rows: use one of RANKED and GAPS")
-    G = axis_groups(rows); trials = sorted({t for g in G.values() for t in g})
+    G = axis_groups(rows); trials = sorted({t for g in G.values() for t, _ in g})
     x, y = np.array([r[measure] for r in rows], float), np.array([r[gap] for r in rows], float)
-    T = np.full((len(AXES), len(trials)), np.nan)           # within-group τ, axis × trial
+    T = np.full((len(AXES), len(trials)), np.nan)           # within-group τ, axis × trial (a trial's groups averaged)
     for a, ax in enumerate(AXES):
         for j, t in enumerate(trials):
-            ix = np.array(G[ax].get(t, []), int); ok = ix[np.isfinite(x[ix]) & np.isfinite(y[ix])] if len(ix) else ix
-            if len(ok) > 1: T[a, j] = _tau_b(x[ok][None], y[ok][None])[0]
+            ts = []
+            for ix in (np.array(v, int) for (tt, _), v in G[ax].items() if tt == t):
+                ok = ix[np.isfinite(x[ix]) & np.isfinite(y[ix])]
+                if len(ok) > 1: ts.append(_tau_b(x[ok][None], y[ok][None])[0])
+            ts = [v for v in ts if np.isfinite(v)]
+            if ts: T[a, j] = float(np.mean(ts))
     def stats(M):  # M: (..., axes, trials) -> per-axis means (..., axes), psi (...)
         with warnings.catch_warnings():                     # an all-NaN axis (a measure not measured) is NaN, silently
             warnings.simplefilter('ignore', RuntimeWarning); ax = np.nanmean(M, -1); return ax, np.nanmean(ax, -1)
@@ -419,6 +431,108 @@ def gap_figure(results:str|Path='results', # folder holding the results director
     note = '; '.join(x for x in ((f"arms not yet run: {', '.join(miss)}" if miss else ''),
                                  (f"not measured: {', '.join(MEASURES[m].label for m in unmeasured)}" if unmeasured else '')) if x)
     return plot_gap(rows, f"{GAP_TAGS.get(ds, ds) if title is None else title}: {len(rows)} runs", note=note, gaps=gaps)
+
+# %% ../nbs/06a_gap.ipynb #5676c08c
+def coscale_series(rows:list,   # from collect_runs
+                   key:str      # a row field: 'test_acc', 'gap_acc' or a RANKED measure
+                  )->dict:      # {arm: (ks, means, sample sds)}
+    "Each co-scaling arm's mean and seed spread of `key` against k; the β₂ line starts at the shared k = 1 run."
+    out = {}
+    for arm in COSCALE_ARMS:
+        rs = [r for r in rows if r['arm'] == arm or (arm == 'coscale-beta2' and r['arm'] == 'coscale' and r['batch'] == K1)]
+        if not any(r['arm'] == arm for r in rs): continue
+        ks = sorted({r['batch']/K1 for r in rs})
+        ms = [_ms([r[key] for r in rs if r['batch']/K1 == k]) for k in ks]
+        out[arm] = (ks, [m[0] for m in ms], [m[1] for m in ms])
+    return out
+
+_ARM_STYLE = {'coscale': dict(ls='-', marker='o', label='β₂ = 0.999'), 'coscale-beta2': dict(ls='--', marker='s', mfc='none', label='β₂ = 0.999^k')}
+
+def _k_axis(ax, ks):
+    ax.set_xscale('log'); ax.set_xticks(ks); ax.set_xticklabels([f'{k:g}' for k in ks]); ax.minorticks_off()
+
+def plot_coscale(rows:dict,        # {title: rows from collect_runs}, one row of panels each
+                 measures=None     # RANKED measures to draw (None: each that some co-scaling run has)
+                )->plt.Figure:
+    "Test accuracy, the accuracy gap and every measure over its k = 1 value against k, one row of three panels per data set."
+    names = [n for n, rs in rows.items() if any(r['arm'] in COSCALE_ARMS for r in rs)]
+    if not names: return _message('not yet run: no co-scaling results (gap-<ds>-coscale)')
+    fig, axs = plt.subplots(len(names), 3, figsize=(10.5, 3.3*len(names) + .6), squeeze=False)
+    for i, n in enumerate(names):
+        rs = [r for r in rows[n] if r['arm'] in COSCALE_ARMS]
+        ks = sorted({r['batch']/K1 for r in rs})
+        for ax, key in ((axs[i, 0], 'test_acc'), (axs[i, 1], 'gap_acc')):
+            for arm, (k, m, s) in coscale_series(rs, key).items(): ax.errorbar(k, m, s, color='k', capsize=3, ms=5, lw=1.2, **_ARM_STYLE[arm])
+            for g in ('SB', 'LB'):
+                v = _col(rows[n], g, key)
+                if len(v): ax.axhline(v.mean(), color=COLORS[g], ls=':', lw=1.4, label=f'{g} baseline, lr 1e-3')
+            _k_axis(ax, ks); ax.grid(alpha=.3); ax.set_xlabel('k: batch 64·k, learning rate 1e-3·k')
+            ax.set_ylabel('test accuracy %' if key == 'test_acc' else GAPS[key][0]); ax.set_title(n, fontsize=10)
+        ax = axs[i, 2]
+        ms = [m for m in (RANKED if measures is None else measures) if any(np.isfinite(r[m]) for r in rs)]
+        for j, m in enumerate(ms):
+            for arm, (k, v, _) in coscale_series(rs, m).items():
+                st = _ARM_STYLE[arm]
+                ax.plot(k, np.array(v)/v[0], color=plt.get_cmap('tab10')(j), ls=st['ls'], marker=st['marker'], ms=4,
+                        mfc=st.get('mfc'), label=MEASURES[m].label if arm == 'coscale' else None)
+        _k_axis(ax, ks); ax.set_yscale('log'); ax.axhline(1, color='0.5', lw=.8); ax.grid(alpha=.3)
+        ax.set_xlabel('k'); ax.set_ylabel('measure / its value at k = 1'); ax.set_title(n, fontsize=10)
+        ax.legend(fontsize=8, frameon=False, ncol=2)
+    h, l = axs[0, 0].get_legend_handles_labels()
+    fig.legend(h, l, fontsize=9, loc='lower center', ncol=4, frameon=False)
+    fig.tight_layout(rect=(0, .5/(3.3*len(names) + .6), 1, 1))
+    return fig
+
+def along(out:str|Path)->list:  # one dict per run: regime, trial, batch, hist (History), stops {rule: epoch or None}
+    "The runs of a tracking experiment, each with where the target, plateau and 100-epoch rules would stop it."
+    exp, runs = load_runs(out)
+    rule = dataclasses.replace(exp, epochs=None)      # it trains a fixed budget; its target rule says where it would stop
+    out = []
+    for r in runs:
+        h = History.from_dict(r['history'])
+        out.append(dict(regime=r['regime'], trial=r['trial'], batch=h.config['batch_size'], hist=h, stops=rule_stops(h['train_loss'], rule)))
+    return out
+
+def _at(h:History, key:str, e:int)->float:  # the tracked value at the first tracked epoch >= e (NaN past the last)
+    es, vs = h.tracked(key)
+    return next((v for x, v in zip(es, vs) if x >= e), math.nan)
+
+_TRACK_LABELS = {'phi': 'φ (ε = 10⁻³, full space)', 'lambda_max': 'λmax'}
+
+def plot_along(out:str|Path,                 # a tracking experiment's results directory (e.g. results/tracking-fmnist)
+               keys=('phi', 'lambda_max'),   # tracked measures, one panel each
+               title:str=''
+              )->plt.Figure:
+    "The tracked measures against the epoch, SB and LB, one line per trial, each rule's stop marked on its line."
+    A = along(out)
+    fig, axs = plt.subplots(1, len(keys), figsize=(4.8*len(keys), 3.9), squeeze=False)
+    for ax, k in zip(axs[0], keys):
+        for a in A:
+            e, v = a['hist'].tracked(k)
+            ax.plot(e, v, lw=1.1, alpha=.85, color=COLORS[a['regime']], label=f"{a['regime']} (batch {a['batch']:,})" if a['trial'] == 0 else None)
+            for rule, s in a['stops'].items():
+                if s is not None:
+                    ax.plot(s, _at(a['hist'], k, s), STOP_MARKS.get(rule, 'D'), ms=8, mfc='none', mew=1.4, color=COLORS[a['regime']],
+                            label=f"{rule} stop" if a['trial'] == 0 and a['regime'] == 'SB' else None)
+        ax.set_yscale('log'); ax.set_xlabel('epoch'); ax.set_ylabel(_TRACK_LABELS.get(k, k)); ax.grid(alpha=.3)
+    h, l = axs[0, 0].get_legend_handles_labels()
+    miss = sorted({f"{a['regime']}: no {rule} stop" for a in A for rule, s in a['stops'].items() if s is None})
+    fig.legend(h, l, fontsize=9, loc='lower center', ncol=5, frameon=False)
+    fig.suptitle(title + (f"\n({'; '.join(miss)} within the recorded epochs)" if miss else ''), fontsize=9)
+    fig.tight_layout(rect=(0, .08, 1, 1))
+    return fig
+
+def along_ratios(out:str|Path, key:str='phi')->dict: # {rule: dict(SB, LB, ratio, epochs, reached)}
+    "Per stopping rule: SB's and LB's mean tracked measure at their own stops, LB/SB, the stop epochs and how many runs reach it."
+    A = along(out); res = {}
+    for rule in (A[0]['stops'] if A else {}):
+        got = {g: [(a['stops'][rule], _at(a['hist'], key, a['stops'][rule])) for a in A if a['regime'] == g and a['stops'][rule] is not None]
+               for g in ('SB', 'LB')}
+        n = {g: sum(a['regime'] == g for a in A) for g in ('SB', 'LB')}
+        m = {g: float(np.mean([v for _, v in got[g]])) if got[g] else math.nan for g in got}
+        res[rule] = dict(SB=m['SB'], LB=m['LB'], ratio=m['LB']/m['SB'], epochs={g: [e for e, _ in got[g]] for g in got},
+                         reached={g: f"{len(got[g])}/{n[g]}" for g in got})
+    return res
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
 def gap_reading(rows:list,            # from collect_runs
