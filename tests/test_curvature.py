@@ -6,10 +6,9 @@ from lbsharp.curvature import Matrix, SpectralDensity, TraceEstimate, spectral_d
 
 curvlinops = pytest.importorskip('curvlinops')
 from scipy.sparse.linalg import eigsh
+from conftest import toy_xy
 
-def _data(n=300, d=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g), torch.randint(0, 10, (n,), generator=g)
+def _data(): return toy_xy(300, 40, 10)   # MNIST-1D-shaped: 40 features, 10 classes
 
 def _dropout_net():
     torch.manual_seed(0)

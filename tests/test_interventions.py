@@ -5,22 +5,18 @@ runs with each intervention resume exactly."""
 import math
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
-from lbsharp.data import load
 from lbsharp.training import train, init_model
 from lbsharp.hooks import SAM, GradNorm, NoiseIso, NoiseSB, noise_scale, train_kwargs, remedy_options, REMEDIES, _c, _flat_grad
+from conftest import toy_mlp, toy_xy
 
 torch.set_default_dtype(torch.float32)
 
 def _vec(m): return parameters_to_vector(m.parameters()).detach().clone()
 
-def _mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+def _mlp(): return toy_mlp(5, 16, 3, act=nn.Tanh, dtype=torch.float64)
 
 @pytest.fixture(scope='module')
-def batch():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(64, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (64,), generator=g)
+def batch(): return toy_xy(64, 5, 3, seed=1, dtype=torch.float64)
 
 # ---------------------------------------------------------------- SAM / ASAM
 @pytest.mark.parametrize('rho', [0.01, 0.05, 0.5])
@@ -192,9 +188,6 @@ def test_registry_lists_the_interventions():
     assert remedy_options('noise-iso') == {'sb_batch': 256, 'every': 1, 'n_batches': 32, 'scale': 1.}
     assert remedy_options('noise-sb') == {'sb_batch': 256, 'scale': 1.}
     for k in ('grad-norm', 'noise-iso', 'noise-sb'): assert REMEDIES[k].regimes == ('LB',) and REMEDIES[k].source
-
-@pytest.fixture(scope='module')
-def small(): return load('mnist1d', n_samples=1000)
 
 @pytest.mark.parametrize('name', ['grad-norm', 'noise-iso', 'noise-sb'])
 def test_resume_with_an_intervention_is_exact(small, tmp_path, name):

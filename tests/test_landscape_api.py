@@ -1,14 +1,11 @@
 """Landscape checks on the library's own networks (the notebook tests use hand-built tiny models)."""
 import numpy as np, pytest, torch
-from types import SimpleNamespace
 from lbsharp.networks import build
 from lbsharp.training import evaluate
 from lbsharp.landscape import parametric, scan, random_direction, plot_line, preserved
+from conftest import toy_dataset
 
-def _data(n=202, m=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return SimpleNamespace(Xtr=torch.randn(n, 40, generator=g), Ytr=torch.randint(0, 10, (n,), generator=g),
-                           Xte=torch.randn(m, 40, generator=g), Yte=torch.randint(0, 10, (m,), generator=g))
+def _data(): return toy_dataset(202, 64, labels='random')   # MNIST-1D-shaped: 40 features, 10 classes
 
 def _state(m): return {k: v.clone() for k, v in m.state_dict().items()}, [x.training for x in m.modules()]
 

@@ -3,15 +3,12 @@ when its signature matches the one the driver was written for) and the public `s
 import pytest, torch, torch.nn as nn
 import importlib
 S = importlib.import_module("lbsharp.sharpness")   # the module (the package-level name `lbsharp.sharpness` is the public function)
+from conftest import toy_mlp, adam_fit
 
 def _model_and_data():
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).double()
-    X = torch.randn(200, 8, dtype=torch.float64); Y = torch.randint(0, 3, (200,))
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(200):
-        opt.zero_grad(); nn.functional.cross_entropy(m(X), Y).backward(); opt.step()
-    return m, (X, Y)
+    m = toy_mlp(8, 16, 3, act=nn.Tanh, dtype=torch.float64)
+    X = torch.randn(200, 8, dtype=torch.float64); Y = torch.randint(0, 3, (200,))   # global stream, after the weights
+    return adam_fit(m, X, Y, 200), (X, Y)
 
 @pytest.mark.parametrize('p', [None, 4])
 def test_private_and_public_lbfgsb_give_the_same_phi(monkeypatch, p):

@@ -9,12 +9,10 @@ import importlib
 S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
 from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN
 from lbsharp.landscape import landscape
+from conftest import toy_mlp, toy_xy, adam_fit
 
 
-def mlp(seed=0, dropout=True, dtype=torch.float32):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 12), nn.BatchNorm1d(12), nn.ReLU(), *([nn.Dropout(0.3)] if dropout else []),
-                         nn.Linear(12, 3)).to(dtype)
+def mlp(): return toy_mlp(5, 12, 3, bn='running', dropout=0.3)   # running statistics and dropout: the modes matter
 
 
 def convnet(seed=0):
@@ -30,11 +28,7 @@ def data():
 
 
 @pytest.fixture(scope='module')
-def model(data):
-    m = mlp()
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(60): opt.zero_grad(); F.cross_entropy(m(data[0]), data[1]).backward(); opt.step()
-    return m.train()
+def model(data): return adam_fit(mlp(), *data, 60).train()
 
 
 def forms(data):
@@ -148,8 +142,7 @@ def test_any_loss(model, data):
 # --- curvature on convolutions (double backward gives non-contiguous gradients) ---------------------------
 
 def test_hessian_of_a_convnet_matches_dense():
-    g = torch.Generator().manual_seed(1)
-    X, Y = torch.randn(24, 1, 6, 6, generator=g), torch.randint(0, 3, (24,), generator=g)
+    X, Y = toy_xy(24, (1, 6, 6), 3, seed=1)
     net = convnet()
     sp = hessian_spectrum(net, DataLoader(TensorDataset(X, Y), batch_size=5), k=2, tol=1e-6, trace=300)
     ev = torch.linalg.eigvalsh(exact_hessian(net, (X, Y)).double()).flip(0)

@@ -7,6 +7,7 @@ import lbsharp as lbs
 from lbsharp.sharpness import Hessian, trainable_params
 from lbsharp.operators import GGN, Fisher, OPERATORS, LayerSpectra, layer_spectra, layers_of
 from lbsharp.curvature import hutchinson, spectral_density
+from conftest import toy_mlp, toy_xy
 
 curvlinops = pytest.importorskip('curvlinops')
 
@@ -22,14 +23,12 @@ def _op(kind, *args, **kw):
 
 def _problem(task:str):
     "A tiny float64 model with its data and loss: 'ce' (3 classes) or 'mse' (one regression value per sample)."
-    g = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
     if task == 'ce':
-        X, Y = torch.randn(60, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (60,), generator=g)
-        model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+        (X, Y), model = toy_xy(60, 5, 3, dtype=torch.float64), toy_mlp(5, 4, 3, act=nn.Tanh, dtype=torch.float64)
         return model, X, Y, F.cross_entropy, nn.CrossEntropyLoss(reduction='mean')
+    g = torch.Generator().manual_seed(0)
     X, Y = torch.randn(60, 3, generator=g, dtype=torch.float64), torch.randn(60, generator=g, dtype=torch.float64)
-    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)).double()
+    model = toy_mlp(3, 5, 1, act=nn.Tanh, dtype=torch.float64)
     return model, X, Y, F.mse_loss, nn.MSELoss(reduction='mean')   # one output: 'mean' divides by N·1, as f does
 
 
@@ -224,8 +223,7 @@ def test_fisher_methods_agree_and_jvp_takes_batch_statistics():
 def test_ggn_with_batchnorm_in_batch_mode_equals_the_chunk_jacobian_formula():
     "BatchNorm with chunk statistics (the paper's networks): G = (1/N) Σ_s J_sᵀ ∇²ℓ_s J_s with J_s the whole chunk's Jacobian."
     X, Y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
-    torch.manual_seed(1)
-    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Tanh(), nn.Linear(4, 3)).double()
+    net = toy_mlp(5, 4, 3, act=nn.Tanh, bn='batch', seed=1, dtype=torch.float64)
     names = [k for k, _ in net.named_parameters()]; ps = [q.detach() for q in net.parameters()]
     flat = torch.cat([q.reshape(-1) for q in ps])
     def out(v, x): return torch.func.functional_call(net, dict(zip(names, (t.view_as(q) for t, q in zip(v.split([q.numel() for q in ps]), ps)))), (x,))

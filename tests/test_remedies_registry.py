@@ -2,13 +2,9 @@
 valid choices, the presets are valid experiments, and a run with a remedy resumes exactly from a checkpoint."""
 import inspect
 import pytest, torch
-from lbsharp.data import load
 from lbsharp.training import train, init_model
 from lbsharp.hooks import REMEDIES, train_kwargs, remedy_options
 from lbsharp.experiments import REMEDY_PRESETS, exp_from_dict
-
-@pytest.fixture(scope='module')
-def small(): return load('mnist1d', n_samples=1000)
 
 @pytest.fixture(scope='module')
 def sb_hist(small): return train(init_model('mlp-mnist1d', 0), small, batch=100, epochs=2, quiet=True)

@@ -1,31 +1,20 @@
 "Unit tests of lbsharp.sharpness beyond the notebook's: solver paths, data paths, restoration, variants."
 import math, warnings
-import numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, pytest, torch
 from torch.nn.utils import parameters_to_vector
 
 import importlib
 S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
 from lbsharp.sharpness import sharpness, box_sharpness, box_bounds, Subspace, Hessian, lbfgsb, exact_hessian
-
-
-def tiny(seed=0, bn=True, running=False, width=12, dtype=torch.float32):
-    torch.manual_seed(seed)
-    norm = [nn.BatchNorm1d(width, track_running_stats=running)] if bn else []
-    return nn.Sequential(nn.Linear(5, width), *norm, nn.ReLU(), nn.Linear(width, 3)).to(dtype)
+from conftest import toy_mlp, toy_xy, adam_fit
 
 
 @pytest.fixture(scope='module')
-def data():
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(120, 5, generator=g), torch.randint(0, 3, (120,), generator=g)
+def data(): return toy_xy(120, 5, 3)
 
 
 @pytest.fixture(scope='module')
-def model(data):
-    m = tiny()
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(100): opt.zero_grad(); F.cross_entropy(m(data[0]), data[1]).backward(); opt.step()
-    return m
+def model(data): return adam_fit(toy_mlp(bn='batch'), *data, 100)
 
 
 def quad(h, c, c0=0.3):
@@ -76,14 +65,15 @@ def test_tensors_dataset_and_loader_agree(model, data):
 
 
 def test_float64_copy_agrees(model, data):
-    m64 = tiny(dtype=torch.float64); m64.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
+    m64 = toy_mlp(bn='batch', dtype=torch.float64)
+    m64.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
     r32, r64 = sharpness(model, data, iters=5, solver='sign'), sharpness(m64, data, iters=5, solver='sign')
     assert math.isclose(r32.f0, r64.f0, rel_tol=1e-5)
     assert math.isclose(r32.phi, r64.phi, rel_tol=2e-2)
 
 
 def test_weights_grads_buffers_mode_restored(data):
-    m = tiny(running=True).train()                           # BN with running statistics, left in train mode
+    m = toy_mlp(bn='running').train()              # BN with running statistics, left in train mode
     for p in m.parameters(): p.grad = torch.ones_like(p)
     before = {k: v.clone() for k, v in m.state_dict().items()}
     ptrs = [p.data_ptr() for p in m.parameters()]
@@ -96,7 +86,7 @@ def test_weights_grads_buffers_mode_restored(data):
 
 
 def test_frozen_parameters_are_not_part_of_x(data):
-    m = tiny(bn=False)
+    m = toy_mlp()
     m[0].requires_grad_(False)
     r = sharpness(m, data, iters=2)
     assert r.n_params == sum(p.numel() for p in m[2].parameters())
@@ -114,10 +104,8 @@ def test_stall_stops_wasted_line_search(model, data):
 
 
 def test_adaptive_is_invariant_under_relu_rescaling(data):
-    m = tiny(bn=False)
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(60): opt.zero_grad(); F.cross_entropy(m(data[0]), data[1]).backward(); opt.step()
-    m2 = tiny(bn=False); m2.load_state_dict(m.state_dict())
+    m = adam_fit(toy_mlp(), *data, 60)
+    m2 = toy_mlp(); m2.load_state_dict(m.state_dict())
     with torch.no_grad(): m2[0].weight.mul_(10); m2[0].bias.mul_(10); m2[2].weight.div_(10)
     assert torch.allclose(m(data[0]), m2(data[0]), atol=1e-5)
     a, b = sharpness(m, data, adaptive=True), sharpness(m2, data, adaptive=True)
@@ -126,7 +114,7 @@ def test_adaptive_is_invariant_under_relu_rescaling(data):
 
 
 def test_hessian_leaves_grads_and_matches_exact(data):
-    m = tiny(bn=True, width=4, dtype=torch.float64)
+    m = toy_mlp(width=4, bn='batch', dtype=torch.float64)
     X, Y = data[0].double(), data[1]
     for p in m.parameters(): p.grad = torch.zeros_like(p)
     grads = [p.grad for p in m.parameters()]
@@ -153,4 +141,4 @@ def test_bad_input(model, data, kw, msg):
 def test_empty_and_bad_data(model, data):
     with pytest.raises(ValueError, match='empty'): sharpness(model, (data[0][:0], data[1][:0]))
     with pytest.raises(TypeError, match=r'\(X, Y\)'): sharpness(model, data[0])
-    with pytest.raises(ValueError, match='no trainable'): sharpness(tiny().requires_grad_(False), data)
+    with pytest.raises(ValueError, match='no trainable'): sharpness(toy_mlp(bn='batch').requires_grad_(False), data)

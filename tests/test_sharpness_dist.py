@@ -7,17 +7,14 @@ unchanged. The network has BatchNorm using batch statistics; 603 samples in chun
 """
 import os, sys, json, subprocess
 from pathlib import Path
-import torch, torch.nn as nn
+from conftest import toy_mlp, teacher_xy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 def setup():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(603, 8, generator=g); Y = (X @ torch.randn(8, 3, generator=g)).argmax(1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16, track_running_stats=False), nn.ReLU(), nn.Linear(16, 3))
-    return model, X, Y
+    X, Y = teacher_xy(603, 8, 3)
+    return toy_mlp(8, 16, 3, bn='batch'), X, Y
 
 def measures()->dict:
     "Everything compared, in this process (1 process) or under torchrun."

@@ -2,13 +2,14 @@
 Each test is one of the page's former test cells, on the same small data; the page keeps one short
 demonstration per concept."""
 import warnings
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, torch, torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 from fastcore.test import test_eq as eq, test_close as close, test_fail as fails   # aliased: pytest would collect test_*
 
 from lbsharp.sharpness import (sharpness, box_sharpness, Subspace, Hessian, lbfgsb, exact_hessian,
                                train_tensors, trainable_params, data_form, eval_mode)
 from lbsharp.data import subset_indices
+from conftest import toy_mlp, toy_xy, adam_fit
 
 
 def _quad(h, c, c0=0.3):
@@ -16,20 +17,10 @@ def _quad(h, c, c0=0.3):
     def fg(x): d = x - c; return float(0.5*(h*d*d).sum() + c0), h*d
     return fg
 
-def tiny_mlp(seed=0, bn=True, width=16, act=nn.ReLU, dtype=torch.float32):
-    "The page's tiny network (MNIST-1D-shaped inputs, BatchNorm with batch statistics)."
-    torch.manual_seed(seed)
-    layers = [nn.Linear(8, width)] + ([nn.BatchNorm1d(width, track_running_stats=False)] if bn else []) + [act(), nn.Linear(width, 3)]
-    return nn.Sequential(*layers).to(dtype)
-
 def _trained():
-    "The page's trained tiny network and its data (300 samples, 200 Adam steps)."
-    torch.manual_seed(0)
-    X, Y = torch.randn(300, 8), torch.randint(0, 3, (300,))
-    m = tiny_mlp()
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(200): opt.zero_grad(); F.cross_entropy(m(X), Y).backward(); opt.step()
-    return m, X, Y
+    "The page's trained tiny network (BatchNorm with batch statistics) and its data (300 samples, 200 Adam steps)."
+    X, Y = toy_xy(300, 8, 3)
+    return adam_fit(toy_mlp(8, 16, 3, bn='batch'), X, Y, 200), X, Y
 
 _n, _p = 300, 7
 
@@ -169,9 +160,8 @@ def test_network_streamed_subspace_equals_dense():
 
 def test_hessian_methods_against_exact():
     "Every eigenvalue method, the retained graph and bad arguments, against the exact Hessian of a BatchNorm network."
-    torch.manual_seed(0)
-    X, Y = torch.randn(300, 8), torch.randint(0, 3, (300,))
-    mb = tiny_mlp(bn=True, width=6, dtype=torch.float64)
+    X, Y = toy_xy(300, 8, 3)
+    mb = toy_mlp(8, 6, 3, bn='batch', dtype=torch.float64)
     Xb, Yb = X[:90].double(), Y[:90]
     Hx = exact_hessian(mb, (Xb, Yb), chunk=30)
     Hs = Hessian(mb, (Xb, Yb), chunk=30)

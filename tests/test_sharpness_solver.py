@@ -1,8 +1,9 @@
 "The default solver setting is invariant to the loss's scale; the multi-start budget reports the best of its starts."
 import inspect, math
-import pytest, torch, torch.nn as nn, torch.nn.functional as F
+import pytest, torch, torch.nn.functional as F
 
 from lbsharp.sharpness import sharpness, SOLVERS
+from conftest import toy_mlp, adam_fit
 
 
 @pytest.fixture(scope='module')
@@ -12,10 +13,7 @@ def trained():
     centres = 2*torch.randn(10, 20, generator=g)
     Y = torch.randint(0, 10, (2000,), generator=g)
     X = centres[Y] + 1.5*torch.randn(2000, 20, generator=g)
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(m.parameters(), 3e-3)
-    for _ in range(300): opt.zero_grad(); F.cross_entropy(m(X), Y).backward(); opt.step()
+    m = adam_fit(toy_mlp(20, 64, 10, depth=2), X, Y, 300, lr=3e-3)
     assert F.cross_entropy(m(X), Y).item() < 0.05                # a minimum, not a random point
     return m, (X, Y)
 

@@ -9,6 +9,7 @@ import math
 import numpy as np, pytest, torch, torch.nn as nn
 
 from lbsharp.sharpness import Subspace, counter_words, counter_block, sharpness, GENERATORS
+from conftest import toy_mlp
 
 GAMMA, M1, M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -135,9 +136,8 @@ def test_default_generator_unchanged():
 
 
 def test_sharpness_records_generator_and_matches_dense():
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-    X, Y = torch.randn(60, 5), torch.randint(0, 3, (60,))
+    m = toy_mlp(5, 8, 3, act=nn.Tanh)
+    X, Y = torch.randn(60, 5), torch.randint(0, 3, (60,))   # the global stream, after the weights
     r = sharpness(m, (X, Y), p=6, gen='counter', iters=3, dense=False)
     assert (r.gen, r.to_dict()['gen'], r.dist, r.seed) == ('counter', 'counter', 'normal', 0)
     r2 = sharpness(m, (X, Y), p=6, gen='counter', iters=3, dense=True)

@@ -11,15 +11,10 @@ from lbsharp.training import train, plain_step, History
 from lbsharp.tracking import Tracker, TRACKED, known, _eval_set
 from lbsharp.sharpness import exact_hessian
 from lbsharp.experiments import validate, load_runs
+from conftest import toy_mlp, toy_dataset
 
-def toy_data(n=400, n_test=100, d=6, k=3):
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(n+n_test, d, generator=g); Y = (X@torch.randn(d, k, generator=g)).argmax(1)
-    return SimpleNamespace(name='toy', Xtr=X[:n], Ytr=Y[:n], Xte=X[n:], Yte=Y[n:], n_classes=k, input_shape=(d,), meta={})
-
-def toy_model(seed=0):
-    torch.manual_seed(seed)   # BatchNorm and dropout: the running statistics and the global random state matter
-    return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+def toy_data(): return toy_dataset(400, 100, d=6, k=3)
+def toy_model(): return toy_mlp(6, 16, 3, bn='running', dropout=0.2)   # BN running statistics and dropout draws matter
 
 vec = lambda m: nn.utils.parameters_to_vector(m.parameters()).detach()
 noisy = lambda xb: xb + 0.05*torch.randn_like(xb)   # augmentation from the global random stream

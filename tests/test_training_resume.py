@@ -3,10 +3,10 @@ to bit-identical final weights and history; a kill in the middle of writing a ch
 checkpoints intact (atomic writes) and the resume ignores and removes the partial file."""
 import os, sys, signal, subprocess
 from pathlib import Path
-from types import SimpleNamespace
 import torch, torch.nn as nn
 from lbsharp import training
 from lbsharp.training import train, plain_step, checkpoints
+from conftest import toy_mlp, toy_dataset
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -20,16 +20,10 @@ def step(model, opt, xb, yb):
     if KILL_AT is not None and _n[0] == KILL_AT: os.kill(os.getpid(), signal.SIGKILL)
     return plain_step(model, opt, xb, yb)
 
-def toy_data(n=500, n_test=200, d=8, k=3):
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(n+n_test, d, generator=g); Y = (X@torch.randn(d, k, generator=g)).argmax(1)
-    return SimpleNamespace(name='toy', Xtr=X[:n], Ytr=Y[:n], Xte=X[n:], Yte=Y[n:], n_classes=k, input_shape=(d,), meta={})
-
 def run(ckdir=None, resume=False):
     "Seeded tiny run with BatchNorm and dropout (so the global random state matters too)."
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
-    h = train(m, toy_data(), batch=64, epochs=6, quiet=True, checkpoint_dir=ckdir, resume=resume, step=step,
+    m, data = toy_mlp(8, 32, 3, bn='running', dropout=0.2), toy_dataset(500, 200, d=8, k=3)
+    h = train(m, data, batch=64, epochs=6, quiet=True, checkpoint_dir=ckdir, resume=resume, step=step,
               augment=lambda xb: xb + 0.05*torch.randn_like(xb))
     return nn.utils.parameters_to_vector(m.parameters()).detach(), h
 
