@@ -23,7 +23,8 @@ __all__ = ['GAP_TAGS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'COSCALE_ARMS', 'K1', 
            'gap_dirs', 'collect_runs', 'missing_arms', 'kendall', 'axis_groups', 'granulated', 'granulated_table',
            'granulated_reading', 'gap_summary', 'gap_table', 'tau_results', 'tau_table', 'link_breakers',
            'accuracy_gap', 'answers', 'plot_gap', 'gap_figure', 'coscale_series', 'plot_coscale', 'along', 'plot_along',
-           'along_ratios', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline', 'claims']
+           'along_ratios', 'coscale_reading', 'verdict', 'along_reading', 'gap_reading', 'pick', 'gap_verdict',
+           'gap_headline', 'claims']
 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 GAP_TAGS = {ds: f"{dataset_title(e.dataset)}, {e.network}"   # the <ds> of `gap-<ds>-<arm>`: what it is, from its presets
@@ -504,6 +505,7 @@ def plot_along(out:str|Path,                 # a tracking experiment's results d
                title:str=''
               )->plt.Figure:
     "The tracked measures against the epoch, SB and LB, one line per trial, each rule's stop marked on its line."
+    if not (Path(out)/'experiment.json').exists(): return _message(f"not yet run: no tracking experiment in {out}")
     A = along(out)
     fig, axs = plt.subplots(1, len(keys), figsize=(4.8*len(keys), 3.9), squeeze=False)
     for ax, k in zip(axs[0], keys):
@@ -533,6 +535,83 @@ def along_ratios(out:str|Path, key:str='phi')->dict: # {rule: dict(SB, LB, ratio
         res[rule] = dict(SB=m['SB'], LB=m['LB'], ratio=m['LB']/m['SB'], epochs={g: [e for e, _ in got[g]] for g in got},
                          reached={g: f"{len(got[g])}/{n[g]}" for g in got})
     return res
+
+# %% ../nbs/06a_gap.ipynb #e7838c93
+def coscale_reading(rows:list,     # from collect_runs (one data set)
+                    k:float=2.     # the gap moved if the means differ by more than k pooled seed spreads
+                   )->dict:        # {} if the data set has no co-scaling runs
+    "k = 1 against the largest co-scaled batch (β₂ fixed): the gap's change and whether it moved, each measure's ratio."
+    rs = [r for r in rows if r['arm'] == 'coscale']
+    if not rs: return {}
+    hi = max(r['batch'] for r in rs)
+    lo_r, hi_r = [r for r in rs if r['batch'] == K1], [r for r in rs if r['batch'] == hi]
+    g0, g1 = (np.array([r['gap_acc'] for r in x], float) for x in (lo_r, hi_r))
+    if not (len(g0) and len(g1)): return {}
+    ratio = {m: np.nanmean([r[m] for r in hi_r])/np.nanmean([r[m] for r in lo_r]) for m in RANKED
+             if any(np.isfinite(r[m]) for r in lo_r) and any(np.isfinite(r[m]) for r in hi_r)}
+    d = g1.mean() - g0.mean(); sd = _pooled(g0, g1) if min(len(g0), len(g1)) > 1 else math.nan
+    return dict(k=hi/K1, gap0=g0.mean(), gap1=g1.mean(), delta=d, sd=sd, moved=bool(abs(d) > k*sd), n=(len(g0), len(g1)),
+                ratio=ratio, moved_measures=[m for m, v in ratio.items() if not 0.5 <= v <= 2])
+
+def _best(R:dict, a:str)->tuple: # (measures tied at the top, τ, its interval dict) on axis a
+    ms = [m for m in R if np.isfinite(R[m][a]['tau'])]
+    if not ms: return [], math.nan, {}
+    top = max(R[m][a]['tau'] for m in ms)
+    ms = [m for m in ms if R[m][a]['tau'] >= top - 1e-9]
+    return ms, top, R[ms[0]][a]
+
+def verdict(rows:dict,        # {data set title: rows from collect_runs}
+            gap:str='gap_acc' # the gap (GAPS)
+           )->str:            # Markdown: three sentences
+    "The page's verdict in three sentences: the best measure within each axis, whether any measure predicts across axes, what co-scaling says."
+    G = {n: {m: granulated(rs, m, gap) for m in RANKED} for n, rs in rows.items() if rs}
+    lab = lambda ms: ' = '.join(MEASURES[m].label for m in ms) if len(ms) <= 2 else f"{len(ms)} measures tie"
+    iv = lambda k: f"[{k['lo']:+.2f}, {k['hi']:+.2f}]"
+    per = []
+    for a in AXES:
+        bits = [f"{n} {lab(ms)} {t:+.2f} {iv(k)}" for n, R in G.items() for ms, t, k in [_best(R, a)] if ms]
+        if bits: per.append(f"*{a}*: " + ', '.join(bits))
+    s1 = "**Within each axis** the highest granulated τ against the accuracy gap is — " + '; '.join(per) + '.'
+    above = {m: all(R[m]['psi']['lo'] > 0 for R in G.values()) for m in RANKED}
+    best = ', '.join(f"{lab(ms)} on {n} ({t:+.2f} {iv(k)})" for n, R in G.items() for ms, t, k in [_best(R, 'psi')] if ms)
+    yes = [MEASURES[m].label for m, v in above.items() if v]
+    s2 = (f"**Across axes**, Ψ is highest for {best}; " +
+          (f"the Ψ interval lies above 0 on every data set only for {', '.join(yes)}." if yes else
+           "no measure's Ψ interval lies above 0 on every data set: none predicts the gap across axes here."))
+    C = {n: c for n, rs in rows.items() for c in [coscale_reading(rs)] if c}
+    if not C: return s1 + ' ' + s2 + " **Co-scaling**: not yet run."
+    def one(n, c):
+        mv = ', '.join(f"{MEASURES[m].label} ×{c['ratio'][m]:.2g}" for m in c['ratio'])
+        gap_s = (f"the gap {'rises' if c['delta'] > 0 else 'falls'} by {abs(c['delta']):.1f} points (more than two seed spreads)" if c['moved']
+                 else f"the gap changes by {c['delta']:+.1f} points, within two seed spreads ({c['sd']:.1f})")
+        return f"on {n}, k = 1 → {c['k']:.3g} moves {mv}, while {gap_s}"
+    kinds = {('measures' if c['moved_measures'] else 'no measure') + (' and gap' if c['moved'] else ', not the gap') for c in C.values()}
+    meaning = ("sharpness moves without the gap, so on these problems it is not what sets the gap (Kaur et al.'s finding)"
+               if kinds == {'measures, not the gap'} else
+               "the gap and the measures move together, consistent with the paper's reading but not a proof of it"
+               if kinds == {'measures and gap'} else
+               "the gap moves while no measure does: the measures miss what sets it" if kinds == {'no measure and gap'} else
+               "the data sets disagree, so co-scaling settles nothing here on its own")
+    s3 = "**Co-scaling** " + '; '.join(one(n, c) for n, c in C.items()) + f": {meaning}."
+    return '\n\n'.join([s1, s2, s3])
+
+def along_reading(out:str|Path,       # a tracking experiment's results directory
+                  paper:float=205.14/1.23 # the paper's LB/SB φ for F1 (Table 3, ε = 1e-3)
+                 )->str:              # one Markdown paragraph
+    "LB/SB φ at each stopping rule's stop (tracked on the evaluation subset), against the paper's ratio."
+    if not (Path(out)/'experiment.json').exists(): return f"Not yet run: no tracking experiment in {out}."
+    r = along_ratios(out)
+    if not r: return 'Not yet run.'
+    def part(rule, v):
+        val = 'not reached' if not np.isfinite(v['ratio']) else f"{v['LB']:.3g} / {v['SB']:.3g} = {v['ratio']:.3g}×"
+        ep = lambda g: ', '.join(map(str, v['epochs'][g])) or '–'
+        return f"{rule}: {val} (SB stops at epoch {ep('SB')}, LB at {ep('LB')}; reached by {v['reached']['SB']} SB and {v['reached']['LB']} LB runs)"
+    parts = [part(rule, v) for rule, v in r.items()]
+    fin = [v['ratio'] for v in r.values() if np.isfinite(v['ratio'])]
+    return (f"LB/SB φ (mean LB φ / mean SB φ, each at its own stop) — " + '; '.join(parts) + '. ' +
+            (f"The same runs give ratios from {min(fin):.3g}× to {max(fin):.3g}× depending only on where training stops; the "
+             f"paper's {paper:.0f}× (F1 on MNIST, Table 3) does not say which stop it used, so its size cannot be compared "
+             f"without one." if len(fin) > 1 else ''))
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
 def gap_reading(rows:list,            # from collect_runs
