@@ -482,7 +482,7 @@ def _options(fn):
     "Extra keyword options of a loader (beyond root and download)."
     return [k for k in inspect.signature(fn).parameters if k not in ('key', 'root', 'download')]
 
-def load(name:str,                 # a key of DATASETS (or an alias): 'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'timit', 'mnist1d', 'digits'
+def load(name:str,                 # a key of DATASETS or an alias, e.g. 'mnist', 'fmnist', 'cifar10', 'mnist1d'
          root:str|Path|None=None,  # data directory searched first (see search_dirs)
          download:bool=False,      # fetch missing MNIST/Fashion-MNIST/CIFAR files with torchvision (needs internet)
          device='cpu',             # where the tensors are put

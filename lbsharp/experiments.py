@@ -15,7 +15,7 @@ from .training import (evaluate, progress, progress_jobs, train, init_model, His
                               load_checkpoint, checkpoints, write_json)
 from .hooks import train_kwargs, REMEDIES, remedy_options
 from .sharpness import sharpness, FAST_LBFGSB
-from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras
+from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras, same_eps
 from .landscape import parametric, plot_line
 from .tracking import Tracker
 
@@ -177,7 +177,8 @@ def _stored(f:Path, exp:Experiment, eps:float, p:int|None)->dict:
     r = read_json(f, 'sharpness')['result']
     want = dict(eps=eps, iters=exp.sharp_iters, p=p, subset=exp.sharp_subset, chunk=exp.chunk,
                 **(dict(seed=exp.A_seed, dist=exp.A_dist) if p else {}), **({'solver': exp.sharp_solver} if exp.sharp_solver else {}))
-    diff = {k: (r.get(k), v) for k, v in want.items() if k in r and r.get(k) != v}
+    same = lambda k, a, b: same_eps(a, b) if k == 'eps' else a == b                 # ε by the one ε matcher
+    diff = {k: (r.get(k), v) for k, v in want.items() if k in r and not same(k, r.get(k), v)}
     if diff: raise ValueError(f"{f} was measured with other settings ({'; '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
                               f"delete it to measure again with these settings, or use another output directory")
     return r

@@ -50,7 +50,7 @@ def run_row(exp:Experiment,  # the run's experiment (its first ε is the one the
                 phi={(sp, e): read_measure(r, k, e) for k, sp in (('phi_full', 'full'), ('phi_sub', 'subspace')) for e in exp.eps},
                 grad_norm=_grad_norm(r), epochs=f['epochs'], updates=f['updates'], stop=f.get('stop'),
                 cap=bool(f.get('cap')) or f.get('stop') == 'max_epochs', seconds=f.get('train_seconds', nan),
-                dist_from_x0=r.get('dist_from_x0', nan), log=h.get('log', []))
+                dist_from_x0=r.get('dist_from_x0', nan), data=r.get('data'), log=h.get('log', []))
 
 def store_rows(out:str|Path   # a results directory
               )->tuple:        # (Experiment, one row per run): the store read once

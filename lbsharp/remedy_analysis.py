@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 from scipy.stats import spearmanr
 from .networks import NetTable
 from .training import init_model, plain_step, make_optimizer
-from .experiments import load_runs
-from .report import _ms, pm
-from .measures import MEASURES, read_measure
+from .report import _ms, pm, store_rows
+from .measures import MEASURES
+from .data import dataset_title
 
 # %% auto #0
 __all__ = ['iteration_threshold', 'lb_speedup', 'parallel_efficiency', 'step_seconds', 'time_to_accuracy', 'load_remedies',
@@ -84,16 +84,10 @@ def _curve(log:list)->dict:
 
 _QUANTITIES = ('phi_full', 'phi_sub', 'lam_max', 'noise')   # the measures (keys of `MEASURES`) the remedies are compared on
 
-def _row(exp, r:dict)->dict:
-    "One run of the store as a row of the remedies comparison."
-    f, cfg = r['final'], r['history']['config']
-    name = r.get('remedy') or 'none'
-    row = dict(remedy=name, regime=r['regime'], trial=r['trial'], seed=r['seed'], batch=cfg['batch_size'],
-               options=exp.remedy_kw if name != 'none' else {}, hooks=cfg.get('hooks', {}), epochs=f['epochs'],
-               updates=f['updates'], **{k: f[k] for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc', 'train_seconds')},
-               dist_from_x0=r['dist_from_x0'], curve=_curve(r['history']['log']))
-    row.update({k: read_measure(r, k, exp.eps[0]) for k in _QUANTITIES})   # NaN where the run does not have it
-    return row
+def _row(exp, row:dict)->dict:
+    "A row of `store_rows` as a row of the remedies comparison: its remedy ('none' for a baseline), options and curve."
+    name = row['remedy'] or 'none'
+    return {**row, 'remedy': name, 'options': exp.remedy_kw if name != 'none' else {}, 'curve': _curve(row['log'])}
 
 def load_remedies(results:str|Path|list # a folder holding remedy-* results directories, or a list of such directories
                  )->dict:               # {'meta': protocol of the baselines, 'rows': one dict per (remedy, regime, trial)}
@@ -104,7 +98,7 @@ def load_remedies(results:str|Path|list # a folder holding remedy-* results dire
                                          f"`lbsharp run remedy-none --out DIR/remedy-none` (and the other remedy-* presets) first")
     rows, seen, meta = [], set(), None
     for d in dirs:
-        exp, runs = load_runs(d)
+        exp, runs = store_rows(d)                         # the store's one reader: a row per run
         for r in runs:
             row = _row(exp, r)
             key = (row['remedy'], row['regime'], row['trial'])
@@ -120,7 +114,7 @@ def load_remedies(results:str|Path|list # a folder holding remedy-* results dire
 
 # %% ../nbs/06_remedies.ipynb #2419e820
 def summarize_remedies(res:dict)->list: # one dict per (remedy, regime), ranked by accuracy gap closed (LB rows)
-    "Mean ± std over trials of accuracy and sharpness, and the fraction of the SB–LB gap each remedy closes."
+    "Mean ± std over trials of accuracy (%) and sharpness, and the percentage of the SB–LB gap each remedy closes."
     rows = res['rows']
     get = lambda name, reg, t: next((r for r in rows if (r['remedy'], r['regime'], r['trial']) == (name, reg, t)), None)
     keys = []
@@ -129,7 +123,7 @@ def summarize_remedies(res:dict)->list: # one dict per (remedy, regime), ranked 
     out = []
     for name, reg in keys:
         rs = [r for r in rows if (r['remedy'], r['regime']) == (name, reg)]
-        s = dict(remedy=name, regime=reg, n=len(rs), test_acc=_ms([100*r['test_acc'] for r in rs]),
+        s = dict(remedy=name, regime=reg, n=len(rs), test_acc=_ms([r['test_acc'] for r in rs]),
                  train_loss=_ms([r['train_loss'] for r in rs]), updates=_ms([r['updates'] for r in rs]),
                  **{k: _ms([r[k] for r in rs]) for k in _QUANTITIES}, dist=_ms([r['dist_from_x0'] for r in rs]))
         gaps, sg = [], {'phi_full': [], 'phi_sub': []}
@@ -213,7 +207,7 @@ def plot_remedies(res:dict,           # result of load_remedies
         ax.grid(alpha=.3); ax.tick_params(labelsize=9)
     axs[0].set_ylabel('test accuracy (%)')
     m = res['meta']
-    axs[0].set_title(f"{m['network']} on MNIST-1D, SB {m['sb']} vs LB {m['lb']}, {m['trials']} trials, ε={m['eps']:g}", fontsize=9)
+    axs[0].set_title(f"{m['network']} on {dataset_title(m['dataset'])}, SB {m['sb']} vs LB {m['lb']}, {m['trials']} trials, ε={m['eps']:g}", fontsize=9)
     h, l = axs[0].get_legend_handles_labels()
     if spare is not None: spare.axis('off'); spare.legend(h, l, fontsize=8, loc='center', ncol=2, frameon=False)
     else: fig.legend(h, l, fontsize=8, loc='center left', bbox_to_anchor=(1.0, 0.5))
