@@ -1,6 +1,6 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
-The modules are the tutorial's chapters (data → networks → training → hooks → estimators → sharpness → measure →
+The modules are the tutorial's chapters (data → networks → bars → store → parallel → training → hooks → estimators → sharpness → measure →
 curvature → operators → measures → landscape → presets → experiments → report → cluster → remedies → gap → cli); this file only gathers their public
 entry points.
 `lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with

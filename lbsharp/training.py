@@ -4,24 +4,22 @@
 
 # %% ../nbs/02_training.ipynb #0388be61
 from __future__ import annotations
-import math, os, sys, time, json, inspect, re, shutil, dataclasses
+import math, time, inspect
 from pathlib import Path
 from typing import Callable
-import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from torch import Tensor
 from fastcore.basics import store_attr
-from fastcore.script import call_parse
-from fastprogress.fastprogress import progress_bar, master_bar, ConsoleProgressBar
-from .data import load, atomic_write
 from .networks import build, bn_layers
+from .bars import progress
+from .store import jsonable, write_json, read_json, checkpoints, save_checkpoint, load_checkpoint, _ckpt_path
+from .parallel import dist_info, ddp, _share, _all_reduce_grads
 
 # %% auto #0
-__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'LABEL_KEYS', 'chunk_slices', 'Eval', 'evaluate', 'Progress',
-           'progress', 'progress_jobs', 'resolve_batch', 'init_model', 'make_optimizer', 'plain_step', 'jsonable',
-           'write_json', 'History', 'stalled', 'checkpoints', 'save_checkpoint', 'load_checkpoint', 'dist_info',
-           'all_reduce64', 'Inputs', 'logits_of', 'Outputs', 'train', 'parse_batch', 'main']
+__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'LABEL_KEYS', 'chunk_slices', 'Eval', 'evaluate', 'resolve_batch',
+           'init_model', 'make_optimizer', 'plain_step', 'History', 'stalled', 'Inputs', 'logits_of', 'Outputs',
+           'train']
 
 # %% ../nbs/02_training.ipynb #1129bfe8
 def chunk_slices(n:int,          # number of samples
@@ -73,98 +71,6 @@ def evaluate(model:nn.Module,        # classifier returning logits
         dist.all_reduce(tot); dist.all_reduce(correct)
         if grad: _all_reduce_grads(model)
     return Eval(tot.item(), correct.item()/n, n)
-
-# %% ../nbs/02_training.ipynb #bb19b439
-_OPEN = []  # the open `progress_jobs` masters, innermost last: a `progress` bar opened inside one becomes its child
-
-def _quiet(quiet:bool)->bool: return bool(quiet) or os.environ.get('LBSHARP_QUIET', '0') not in ('', '0')
-def _console()->bool: return progress_bar is ConsoleProgressBar    # fastprogress picked its terminal bars (not a notebook)
-def _shown()->bool:
-    "Whether a bar can be seen: in a notebook, or when stdout is a terminal (not a pipe or a log file)."
-    return not _console() or getattr(sys.stdout, 'isatty', lambda: False)()
-def _clear_line(): print('\r' + ' '*(shutil.get_terminal_size((100, 40)).columns - 1) + '\r', end='', flush=True)
-
-class Progress:
-    "An iterable with a fastprogress bar: alone, or the child of the open `progress_jobs` bar; `comment` shows beside it."
-    def __init__(self, it, label:str='', comment:str='', total:int|None=None, quiet:bool=False):
-        self.it, self.label, self.total, self.quiet, self._comment = it, label, total, quiet, comment
-        self.bar, self._gen, self._prefixed = None, None, False
-    def __len__(self): return len(self.it) if self.total is None else self.total
-    def __repr__(self): return f"Progress({self.label!r}, {len(self)} steps{', quiet' if _quiet(self.quiet) else ''})"
-    @property
-    def comment(self)->str: return self._comment
-    @comment.setter
-    def comment(self, s:str):
-        self._comment = s
-        if self.bar is not None: self.bar.comment = s if self._prefixed else ' · '.join(x for x in (self.label, s) if x)
-
-    def __iter__(self):
-        parent = _OPEN[-1] if _OPEN else None
-        if _quiet(self.quiet) or not _shown() or (parent is not None and (parent.mb is None or parent.busy)):
-            yield from self.it; return
-        if parent is not None: parent.busy = True
-        try:
-            self.bar = progress_bar(self.it, total=self.total, parent=None if parent is None else parent.mb)
-            if isinstance(getattr(self.bar, 'prefix', None), str):   # console bar: label it (a child's default is 'Epoch k/N :')
-                self.bar.prefix, self._prefixed = (self.label if parent is None else parent.prefix(self.label)), True
-            self.comment = self._comment
-            yield from self.bar
-        finally:
-            self.bar = None
-            if parent is not None: parent.busy = False
-            if _console(): _clear_line() if parent is not None else print(flush=True)  # end the line, whatever the version does
-
-    def start(self)->Progress:
-        "Show the bar at 0, for loops driven by callbacks (then `step` once per step, `close` at the end)."
-        if self._gen is None: self._gen = iter(self); next(self._gen, None)
-        return self
-    def step(self):
-        "Advance the bar by one step."
-        self.start(); next(self._gen, None)
-    def close(self):
-        "Finish a bar driven by `step` (it keeps the count it reached)."
-        if self._gen is not None: self._gen.close(); self._gen = None
-
-def progress(it,                  # iterable to wrap
-             quiet:bool=False,    # hide the bar (it is also hidden under env LBSHARP_QUIET=1 and inside a quiet progress_jobs)
-             label:str='',        # what is counted, e.g. 'epochs (batch 256)'
-             comment:str='',      # initial text beside the bar (callers update .comment)
-             total:int|None=None  # number of steps when it has no length
-            )->Progress:
-    "A fastprogress bar over `it`: the child of the open `progress_jobs` bar if any; silent when `quiet`."
-    return Progress(it, label, comment, total, quiet)
-
-# %% ../nbs/02_training.ipynb #c4a1e7d2
-class _Jobs:
-    "A master bar over jobs: `progress` bars opened during a job become its child."
-    def __init__(self, it, label, quiet, total, names=None):
-        self.it, self.label, self.quiet, self.n, self.names = it, label, quiet, len(it) if total is None else total, names
-        self.mb, self.busy, self.i = None, False, 0
-    def __len__(self): return self.n
-    def prefix(self, child:str)->str:
-        name = f" {self.names[self.i]}" if self.names else ''
-        return f"{self.label} {self.i+1}/{self.n}{name}" + (f" · {child}" if child else '')
-    def __iter__(self):
-        loud = not _quiet(self.quiet)
-        self.mb = master_bar(self.it, total=self.n) if loud and _shown() else None
-        _OPEN.append(self)
-        try:
-            for self.i, x in enumerate(self.it if self.mb is None else self.mb):
-                t0 = time.time()
-                if self.mb is not None: self.mb.main_bar.comment = self.prefix('')
-                elif loud: print(f"{self.prefix('')} ...", flush=True)   # a pipe or a log file: one line per job
-                yield x
-                if self.mb is not None: self.mb.write(f"{self.prefix('')} done in {time.time() - t0:.0f} s")
-        finally: _OPEN.remove(self)
-
-def progress_jobs(it,                  # the jobs (trials, runs, warm starts...)
-                  quiet:bool=False,    # silence this bar and every bar opened inside it
-                  label:str='job',     # what one job is, e.g. 'trial'
-                  total:int|None=None, # number of jobs when it has no length
-                  names:list|None=None # a name per job, shown after its number (e.g. 'run-trial0-SB')
-                 ):
-    "A master bar over jobs; bars opened during a job are its child (inside another master: a child bar itself)."
-    return Progress(it, label, '', total, quiet) if _OPEN else _Jobs(it, label, quiet, total, names)
 
 # %% ../nbs/02_training.ipynb #353bdf0d
 SB, LB = 256, 0.1  # the paper's small batch (samples) and large batch (fraction of the training set)
@@ -237,30 +143,6 @@ def plain_step(model:nn.Module,           # network (or its DDP wrapper) in trai
     opt.step()
     return loss.detach()
 
-# %% ../nbs/02_training.ipynb #d783d93d
-def jsonable(o):
-    "`o` as JSON types: tensors and arrays as lists, NumPy scalars as numbers, non-finite floats as None, other objects as their stable `repr`."
-    if isinstance(o, dict): return {str(k): jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [jsonable(v) for v in o]
-    if isinstance(o, (Tensor, np.ndarray)): return jsonable(o.tolist())
-    if isinstance(o, np.generic): o = o.item()
-    if o is None or isinstance(o, bool): return o
-    if isinstance(o, float): return float(o) if math.isfinite(o) else None
-    if isinstance(o, int): return int(o)
-    if isinstance(o, str): return str(o)
-    if isinstance(o, (Path, torch.device, torch.dtype)): return str(o)
-    if dataclasses.is_dataclass(o) and not isinstance(o, type): return jsonable(dataclasses.asdict(o))
-    if hasattr(o, 'to_dict') and not isinstance(o, type): return jsonable(o.to_dict())
-    return getattr(o, '__qualname__', None) or re.sub(r' at 0x[0-9a-fA-F]+', '', repr(o))  # no addresses: stable across runs
-
-def write_json(path:str|Path,     # destination (parent folders are created)
-               obj,               # anything jsonable accepts
-               compact:bool=False # no indentation (large results such as landscapes)
-              )->Path:            # path
-    "Write `obj` as standard JSON atomically: readers see the old file or the new one, never a torn one."
-    text = json.dumps(jsonable(obj), allow_nan=False, **(dict(separators=(',', ':')) if compact else dict(indent=1)))
-    return atomic_write(path, lambda f: f.write(text.encode()))
-
 # %% ../nbs/02_training.ipynb #74288c65
 _TIMING = ('seconds', 'eval_seconds', 'track_seconds')
 
@@ -284,7 +166,7 @@ class History:
     def from_dict(cls, d:dict): return cls(d['config'], d['log'], d['stop'])
     def save(self, path): return write_json(path, self.to_dict())
     @classmethod
-    def load(cls, path): return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path): return cls.from_dict(read_json(path))
     def __repr__(self):
         f = self.final if self.log else {}
         return (f"History({len(self.log)-1} epochs, {f.get('updates')} updates, stop={self.stop!r}, "
@@ -307,67 +189,6 @@ def _stop_reason(losses, epoch, epochs, patience, min_delta, max_epochs, target=
     if target is not None and losses[-1] <= target: return 'target'
     if stalled(losses, patience, min_delta): return 'plateau'
     return 'max_epochs' if epoch >= max_epochs else None
-
-# %% ../nbs/02_training.ipynb #6a72fea1
-def _ckpt_path(d, epoch:int)->Path: return Path(d)/f'epoch_{epoch:04d}.pt'
-
-def checkpoints(d)->list[Path]:
-    "The epoch checkpoints in directory `d`, in epoch order."
-    d = Path(d)
-    return sorted(p for p in d.glob('epoch_*.pt') if re.fullmatch(r'epoch_\d+\.pt', p.name)) if d.is_dir() else []
-
-def save_checkpoint(obj:dict, path)->Path:
-    "Write `obj` with `torch.save` atomically (`lbsharp.data.atomic_write`)."
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-def load_checkpoint(path,                # a checkpoint file, or a directory (its latest checkpoint)
-                    model:nn.Module|None=None, # if given, its weights are loaded from the checkpoint (warm start)
-                    map_location='cpu'   # passed to torch.load (weights are copied to the model's device)
-                   )->dict:              # the checkpoint: model, opt, gen, rng, history, config, epoch
-    "Load a training checkpoint; with `model`, copy its weights in (a warm start: the optimizer is not restored)."
-    path = Path(path)
-    if path.is_dir():
-        found = checkpoints(path)
-        if not found: raise FileNotFoundError(f"no epoch_*.pt checkpoints in {path}; train with checkpoint_dir={str(path)!r} first")
-        path = found[-1]
-    if not path.exists(): raise FileNotFoundError(f"checkpoint {path} does not exist; list a directory with `checkpoints(dir)`")
-    ck = torch.load(path, map_location=map_location, weights_only=True)
-    if model is not None: model.load_state_dict(ck['model'])
-    return ck
-
-# %% ../nbs/02_training.ipynb #1c731546
-if int(os.environ.get('WORLD_SIZE', '1')) > 1:   # under torchrun: before the process group exists (see "A clean teardown")
-    import torch._dynamo
-
-def dist_info()->tuple[int, int]:
-    "This process's `(rank, world_size)`; `(0, 1)` without an initialised `torch.distributed`."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-_DDP = nn.parallel.DistributedDataParallel
-_DDP_LOCAL_BUFFERS = (dict(forward_sync_buffers=False) if 'forward_sync_buffers' in inspect.signature(_DDP.__init__).parameters
-                      else dict(broadcast_buffers=False))   # BN running statistics stay per process
-
-def _share(idx:Tensor, rank:int, world:int)->Tensor:
-    "This process's contiguous share of a global batch of indices."
-    return idx if world == 1 else idx.tensor_split(world)[rank]
-
-def _evaluate_all(model, X, Y, chunk, rank, world)->Eval:
-    "`evaluate` on the whole set, the fixed chunks split across processes and summed."
-    return evaluate(model, X, Y, chunk, shard=(rank, world))
-
-def all_reduce64(t:Tensor)->Tensor:
-    "Sum `t` over all processes, accumulated in float64 (returned in `t`'s dtype); `t` itself without `torch.distributed`."
-    if dist_info()[1] == 1: return t
-    s = t.double(); dist.all_reduce(s)
-    return s.to(t.dtype)
-
-def _all_reduce_grads(model):
-    "Sum every parameter's `.grad` over all processes in one float64 all-reduce (missing gradients count as zero)."
-    ps = [p for p in model.parameters() if p.requires_grad]
-    g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in ps])
-    dist.all_reduce(g)
-    for p, gi in zip(ps, g.split([p.numel() for p in ps])): p.grad = gi.view_as(p).to(p.dtype)
 
 # %% ../nbs/02_training.ipynb #c24c5329
 LABEL_KEYS = ('labels', 'label')   # where a dict batch keeps its target (Hugging Face's names)
@@ -510,7 +331,7 @@ def _checked_inputs(model, data, batch, epochs, patience, max_epochs, chunk, hoo
 def _metrics(model, X, Y, Xte, Yte, chunk, rank, world)->dict:
     "Training and test loss and accuracy of a history row, and the seconds they took."
     t = time.perf_counter()
-    tr, te = _evaluate_all(model, X, Y, chunk, rank, world), _evaluate_all(model, Xte, Yte, chunk, rank, world)
+    tr, te = (evaluate(model, A, B, chunk, shard=(rank, world)) for A, B in ((X, Y), (Xte, Yte)))  # chunks split over processes
     return dict(train_loss=tr.loss, train_acc=tr.acc, test_loss=te.loss, test_acc=te.acc, eval_seconds=time.perf_counter()-t)
 
 def _epoch_loss(losses:list, sizes:list, epoch:int, u0:int, world:int)->float:
@@ -620,7 +441,7 @@ def train(model:nn.Module,        # network returning logits, trained in place (
     if found and rank == 0:                                   # partial writes of a killed run
         for p in Path(checkpoint_dir).glob('epoch_*.pt.*.tmp'): p.unlink()
     gen = torch.Generator().manual_seed(seed)                 # data order, identical on every device and process
-    fwd = _DDP(net, device_ids=[dev.index] if dev.type == 'cuda' else None, **_DDP_LOCAL_BUFFERS) if world > 1 else net
+    fwd = ddp(net, dev) if world > 1 else net
     metrics = lambda: _metrics(net, X, Y, Xte, Yte, chunk, rank, world)
     with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []):
         torch.manual_seed(seed + 7919*rank)                   # dropout and augmentation
@@ -658,42 +479,3 @@ def train(model:nn.Module,        # network returning logits, trained in place (
             _checkpoint(checkpoint_dir, epoch, model, opt, gen, hist, rank, world, dev, keep, track)
             if hist.stop is not None: break
     return hist
-
-# %% ../nbs/02_training.ipynb #88714a97
-def parse_batch(s:str)->int|float:
-    "'256' -> 256 samples; '0.1' or '1.0' -> a fraction of the training set."
-    try: return float(s) if any(c in s for c in '.eE') else int(s)
-    except ValueError: raise ValueError(f"--batch {s!r} must be an integer (samples) or a decimal fraction such as 0.1") from None
-
-@call_parse
-def main(net:str='mlp-mnist1d',  # network name (lbsharp.networks)
-         data:str='mnist1d',     # data set name (lbsharp.data.load)
-         batch:str='256',        # batch: integer samples ('256') or fraction ('0.1')
-         epochs:int=None,        # fixed epochs; omit to stop by patience
-         seed:int=0,             # data-order seed
-         init_seed:int=0,        # initial point x0 seed
-         bn:str='batch',         # BatchNorm mode of the network ('batch', 'running', 'none')
-         root:str=None,          # data directory for load
-         out:str=None,           # write the History as JSON here (rank 0)
-         checkpoint_dir:str=None, # per-epoch checkpoints
-         resume:bool=False,      # resume from checkpoint_dir
-         quiet:bool=False        # no progress bar
-        ):
-    "Train one run from the command line; data-parallel when launched with `torchrun`."
-    dev = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else 'cpu')
-    if dev.type == 'cuda': torch.cuda.set_device(dev)
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
-    rank, world = dist_info()
-    try:
-        ds = load(data, root=root, device=dev)
-        model = init_model(net, seed=init_seed, bn=bn).to(dev)
-        h = train(model, ds, batch=parse_batch(batch), epochs=epochs, seed=seed, checkpoint_dir=checkpoint_dir,
-                  resume=resume, quiet=quiet)
-        if rank == 0:
-            if out: h.save(out)
-            print(h)
-        if world > 1: dist.barrier()  # all ranks done before teardown: gloo can abort a rank that leaves while a peer is still writing
-    finally:
-        if world > 1: dist.destroy_process_group()
-    return h
