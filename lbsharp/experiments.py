@@ -11,7 +11,8 @@ from .data import load, Dataset, subset_indices
 from .networks import build, NETWORKS, lookup, BN_MODES, INITS
 from .presets import (PAPER, Experiment, exp_from_dict, exp_to_dict, _FIELDS, PRESETS, MNIST1D_PROTOCOL, REMEDY_PRESETS,
                              all_presets, preset)
-from .training import evaluate, train, init_model, History, resolve_batch
+from .training import train, init_model, History, resolve_batch
+from .evaluation import evaluate
 from .bars import progress, progress_jobs
 from .store import FORMAT, read_json, write_json, save_checkpoint, load_checkpoint, checkpoints
 from .hooks import train_kwargs, REMEDIES, remedy_options

@@ -14,7 +14,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
-from .training import evaluate, chunk_slices
+from .evaluation import evaluate, chunk_slices
 from .bars import progress
 from .store import jsonable, write_json, read_json
 from .networks import bn_layers
