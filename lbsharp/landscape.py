@@ -5,7 +5,7 @@
 # %% ../nbs/04_landscape.ipynb #535475bb
 from __future__ import annotations
 from typing import Callable
-import math, time
+import math, json, time
 from types import SimpleNamespace
 from contextlib import contextmanager
 from pathlib import Path
