@@ -1,6 +1,6 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
-The modules are the tutorial's chapters (data → networks → training → hooks → estimators → sharpness → measure →
+The modules are the tutorial's chapters (data → networks → bars → store → parallel → evaluation → training → hooks → estimators → sharpness → measure →
 curvature → operators → measures → landscape → presets → experiments → report → cluster → remedy_analysis → gap → cli); this file only gathers their public
 entry points.
 `lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with
@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 # Maintained by hand (nbdev only updates the version line above); tests/test_api.py checks every name.
 from .data import load, Dataset
 from .networks import build, NETWORKS
-from .training import train, init_model, evaluate, History
+from .evaluation import evaluate
+from .training import train, init_model, History
 from .hooks import REMEDIES, train_kwargs, noise_scale
 from .sharpness import Hessian, Sharpness, train_tensors
 from .measure import sharpness, hessian_spectrum, Spectrum

@@ -7,9 +7,10 @@ from __future__ import annotations
 import os, re, sys, time, warnings
 from pathlib import Path
 import torch
-from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim, write_json,
+from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim,
                                  validate)
-from .training import progress
+from .store import write_json
+from .bars import progress
 
 # %% auto #0
 __all__ = ['cores', 'job_threads', 'oversubscribed', 'JobsFailed', 'job_error', 'slurm_parameters', 'sbatch_script',

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from .training import evaluate, progress
+from .evaluation import evaluate
+from .bars import progress
 from .sharpness import Hessian
 from .estimators import _like, _mm, rademacher, TraceEstimate, hutchinson
 

@@ -11,8 +11,10 @@ from .data import load, Dataset, subset_indices
 from .networks import build, NETWORKS, lookup, BN_MODES, INITS
 from .presets import (PAPER, Experiment, exp_from_dict, exp_to_dict, _FIELDS, PRESETS, MNIST1D_PROTOCOL, REMEDY_PRESETS,
                              all_presets, preset)
-from .training import (evaluate, progress, progress_jobs, train, init_model, History, resolve_batch, save_checkpoint,
-                              load_checkpoint, checkpoints, write_json)
+from .training import train, init_model, History, resolve_batch
+from .evaluation import evaluate
+from .bars import progress, progress_jobs
+from .store import FORMAT, read_json, write_json, save_checkpoint, load_checkpoint, checkpoints
 from .hooks import train_kwargs, REMEDIES, remedy_options
 from .sharpness import sharpness, FAST_LBFGSB
 from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras, same_eps
@@ -20,27 +22,10 @@ from .landscape import parametric, plot_line
 from .tracking import Tracker
 
 # %% auto #0
-__all__ = ['FORMAT', 'REPRODUCIBLE_ENV', 'PROTOCOLS', 'read_json', 'cpu_features', 'environment', 'load_data', 'save_model',
-           'load_model', 'measure_model', 'run_one', 'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name',
-           'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'add_measures', 'warmstart',
-           'trajectory', 'export_results']
-
-# %% ../nbs/05_experiments.ipynb #21187ca5
-FORMAT = 'lbsharp-run/1'
-
-def read_json(path:str|Path,   # a JSON file of the results store
-              kind:str|None=None # expected value of its 'kind' field (None: any)
-             ):
-    "Read one of our JSON files (written by `lbsharp.training.write_json`); a corrupt or foreign file is an error naming it."
-    path = Path(path)
-    try: d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); it is corrupt: delete it to recompute it") from None
-    if kind is not None and (not isinstance(d, dict) or d.get('format') != FORMAT or d.get('kind') != kind):
-        got = (d.get('format'), d.get('kind')) if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{path} is not an lbsharp {kind!r} file (format {FORMAT!r}); found {got}. "
-                         f"Move it out of the results directory or delete it.")
-    return d
+__all__ = ['REPRODUCIBLE_ENV', 'PROTOCOLS', 'cpu_features', 'environment', 'load_data', 'save_model', 'load_model',
+           'measure_model', 'run_one', 'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name', 'units',
+           'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'add_measures', 'warmstart', 'trajectory',
+           'export_results']
 
 # %% ../nbs/05_experiments.ipynb #b9e98043
 def _git(root:Path)->dict:

@@ -10,7 +10,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from .networks import NetTable
-from .experiments import load_runs, read_json
+from .experiments import load_runs
+from .store import read_json
 from .report import _ms, pm, CAP, run_seconds, summarize, store_rows
 from .measures import MEASURES, RANKED
 from .data import dataset_title

@@ -13,7 +13,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from .networks import bn_layers, lookup
-from .training import train, init_model, evaluate, plain_step, resolve_batch, History, SB, PAPER_ADAM
+from .training import train, init_model, plain_step, resolve_batch, History, SB, PAPER_ADAM
+from .evaluation import evaluate
 
 # %% auto #0
 __all__ = ['RULES', 'BETA2', 'REMEDIES', 'affine_theta', 'affine_images', 'shift_signals', 'Augment', 'Conservative', 'FGSM',

@@ -14,7 +14,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
-from .training import evaluate, chunk_slices, progress, jsonable, write_json
+from .evaluation import evaluate, chunk_slices
+from .bars import progress
+from .store import jsonable, write_json, read_json
 from .networks import bn_layers
 from .sharpness import data_form, in_float32, check_batch
 from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
@@ -190,7 +192,7 @@ def load_result(path)->dict: # JSON file written by save_result
     "Read a result written by `save_result`."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path} does not exist; compute it first (parametric/scan, then save_result), or check the working directory ({Path.cwd().name})")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 # %% ../nbs/04_landscape.ipynb #44a3b75f
 def random_direction(model:nn.Module,     # network at the centre of the plot

@@ -14,7 +14,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
-from .training import evaluate, progress, chunk_slices
+from .evaluation import evaluate, chunk_slices
+from .bars import progress
 from .sharpness import (Sharpness, Hessian, train_tensors, trainable_params, eval_mode, in_order, data_form,
                               in_float32, sharpness as _sharpness)
 from .networks import bn_layers

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
-from .training import evaluate
+from .evaluation import evaluate
 from .hooks import noise_scale
 from .sharpness import sharpness, Hessian
 from .measure import preserved

@@ -12,7 +12,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad as func_grad, vmap
 from fastcore.basics import patch
-from .training import chunk_slices, dist_info, all_reduce64, progress
+from .evaluation import chunk_slices
+from .bars import progress
+from .parallel import dist_info, all_reduce64
 from .networks import bn_layers
 from .sharpness import Hessian, Inputs, _grad, trainable_params, in_float32, data_form
 from .measure import as_tensors, as_loss, measuring

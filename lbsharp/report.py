@@ -8,7 +8,8 @@ import csv, io, math
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
-from .experiments import Experiment, PAPER, load_runs, read_json, exp_from_dict
+from .experiments import Experiment, PAPER, load_runs, exp_from_dict
+from .store import read_json
 from .networks import NetTable
 from .training import _stop_reason
 from .presets import preset

@@ -15,7 +15,10 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from fastcore.basics import patch
 from scipy.optimize import minimize, Bounds
 from scipy.sparse.linalg import LinearOperator, eigsh
-from .training import evaluate, progress, dist_info, all_reduce64, LABEL_KEYS, Inputs, logits_of, _Through, Outputs
+from .training import LABEL_KEYS, Inputs, logits_of, _Through, Outputs
+from .evaluation import evaluate
+from .bars import progress
+from .parallel import dist_info, all_reduce64
 from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
 from .data import subset_indices
 from .networks import bn_layers

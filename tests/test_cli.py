@@ -65,3 +65,21 @@ def test_programming_errors_keep_their_traceback(monkeypatch, finished):
     import lbsharp.cli as cli
     monkeypatch.setattr(cli, 'report', lambda *a: {}['no such key'])
     with pytest.raises(KeyError): main(['report', str(finished)])
+
+def test_train_as_a_user_runs_it(tmp_path):
+    "`python -m lbsharp.cli train` (the module torchrun launches): '1.0' is the whole set; a bad batch is refused, exit 2, nothing written."
+    import subprocess
+    pytest.importorskip('sklearn')
+    env = {**os.environ, 'LBSHARP_QUIET': '1', 'OMP_NUM_THREADS': '1',
+           'PYTHONPATH': os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)}
+    cmd = [sys.executable, '-m', 'lbsharp.cli', 'train', '--net', 'mlp-digits', '--data', 'digits', '--bn', 'none', '--epochs', '1']
+    sh = lambda *a: subprocess.run(cmd + list(a), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    r = sh('--batch', '1.0', '--out', 'h.json')
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == 'wrote h.json', r.stdout + r.stderr
+    h = json.loads((tmp_path/'h.json').read_text())
+    assert (h['config']['batch'], h['config']['batch_size'], h['log'][-1]['updates']) == (1.0, 1437, 1)   # one update per epoch
+    for bad, want in (('0', 'lbsharp train: error: batch=0 must lie in [1, 1437]'),
+                      ('ten', "lbsharp train: error: argument --batch: 'ten': a number of samples written as an integer")):
+        r = sh('--batch', bad, '--out', 'bad.json')
+        assert r.returncode == 2 and want in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['h.json']

@@ -11,7 +11,7 @@ import pytest
 import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
-from lbsharp.training import write_json
+from lbsharp.store import write_json
 from lbsharp.presets import Experiment, exp_to_dict
 from lbsharp.experiments import FORMAT
 from lbsharp.measures import MEASURES, RANKED

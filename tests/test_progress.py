@@ -11,7 +11,7 @@ from _terminal import run_in_pty, screen
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent('''
     import time, fastprogress
-    from lbsharp.training import progress, progress_jobs
+    from lbsharp.bars import progress, progress_jobs
     print('fastprogress from', fastprogress.__file__)
     for t in progress_jobs(range(2), label='trial'):
         pb = progress(range(5), label='epochs (batch 256)')

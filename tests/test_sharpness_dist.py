@@ -32,7 +32,7 @@ def measures()->dict:
 
 def worker(path):
     import torch.distributed as dist
-    from lbsharp.training import dist_info
+    from lbsharp.parallel import dist_info
     dist.init_process_group('gloo')
     try:
         assert dist_info() == (int(os.environ['RANK']), 2)

@@ -4,14 +4,14 @@ A BN-free network trained by 2 processes (each with half of every global batch, 
 at the weights of 1 process with the whole batch, to float tolerance; the last batch splits unevenly (46/45) so
 the per-share loss weighting is tested too. A 2-process run interrupted after epoch 2 and resumed from its
 checkpoint must end bit-identical to the uninterrupted 2-process run (and likewise for 1 process). The
-`torchrun -m lbsharp.training` entry point is tested on the bundled digits data. Each 2-process launch is a real
+`lbsharp train` command (`torchrun -m lbsharp.cli train`) is tested on the bundled digits data. Each 2-process launch is a real
 `torchrun`; the 1-process references run in the test process.
 """
 import os, sys, json, subprocess
 from pathlib import Path
 from types import SimpleNamespace
 import pytest, torch, torch.nn as nn
-import lbsharp.training   # before any init_process_group: see "A clean teardown" in the training notebook
+import lbsharp.training   # before any init_process_group: see "A clean teardown" in the parallel notebook
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -78,11 +78,11 @@ def test_two_processes_match_one(tmp_path):
 
 def test_torchrun_cli(tmp_path):
     pytest.importorskip('sklearn')
-    args = ['-m', 'lbsharp.training', '--net', 'mlp-digits', '--data', 'digits', '--bn', 'none',
-            '--batch', '0.1', '--epochs', '2', '--quiet']
-    torchrun(args + ['--out', 'two.json'], tmp_path, n=2)
-    from lbsharp.training import main                                # the same entry point, in this process
-    main(net='mlp-digits', data='digits', bn='none', batch='0.1', epochs=2, quiet=True, out=str(tmp_path/'one.json'))
+    args = ['train', '--net', 'mlp-digits', '--data', 'digits', '--bn', 'none', '--batch', '0.1', '--epochs', '2', '--quiet']
+    r = torchrun(['-m', 'lbsharp.cli', *args, '--out', 'two.json'], tmp_path, n=2)
+    assert r.stdout.count('History(2 epochs') == 1 and r.stdout.count('wrote two.json') == 1, r.stdout   # rank 0 alone prints
+    from lbsharp.cli import main                                     # the same command, in this process
+    assert main(args + ['--out', str(tmp_path/'one.json')]) == 0
     two, one = (json.loads((tmp_path/f).read_text()) for f in ('two.json', 'one.json'))
     assert two['config']['world_size'] == 2 and one['config']['world_size'] == 1
     assert two['config']['batch_size'] == one['config']['batch_size'] == 144   # ceil(0.1 * 1437)

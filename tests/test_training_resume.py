@@ -4,8 +4,9 @@ checkpoints intact (atomic writes) and the resume ignores and removes the partia
 import os, sys, signal, subprocess
 from pathlib import Path
 import torch, torch.nn as nn
-from lbsharp import training
-from lbsharp.training import train, plain_step, checkpoints
+from lbsharp import store
+from lbsharp.training import train, plain_step
+from lbsharp.store import checkpoints
 from conftest import toy_mlp, toy_dataset
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,7 @@ def patch_save():
         if isinstance(obj, dict) and obj.get('epoch') == KILL_IN_SAVE:
             f.write(b'partial checkpoint bytes'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)
         return orig(obj, f, *a, **kw)
-    training.torch.save = save
+    store.torch.save = save
 
 def _same(h1, h2):
     strip = lambda h: [{k: v for k, v in r.items() if k not in ('seconds', 'eval_seconds')} for r in h.log]
