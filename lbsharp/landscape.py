@@ -16,7 +16,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import matplotlib.pyplot as plt
 from .training import evaluate, chunk_slices, progress, jsonable, write_json
 from .networks import bn_layers
-from .sharpness import data_form, in_float32, check_batch
+from .contract import data_form, in_float32, check_batch
 from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
 
 # %% auto #0

@@ -14,7 +14,8 @@ from torch.func import functional_call, grad as func_grad, vmap
 from fastcore.basics import patch
 from .training import chunk_slices, dist_info, all_reduce64, progress
 from .networks import bn_layers
-from .sharpness import Hessian, Inputs, _grad, trainable_params, in_float32, data_form
+from .contract import Inputs, trainable_params, in_float32, data_form
+from .hessian import Hessian, _grad
 from .measure import as_tensors, as_loss, measuring
 
 # %% auto #0
