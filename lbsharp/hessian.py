@@ -41,6 +41,7 @@ def _batched_rows(g:Tensor, params:list, Vt:Tensor)->Tensor:  # k×n: the rows (
                              allow_unused=True, materialize_grads=True)
     return torch.cat([x.reshape(len(Vt), -1) for x in gs], 1)
 
+# %% ../nbs/02c_hessian.ipynb #e3da604c
 class Hessian:
     "Hessian of the mean training loss at the model's current weights, as chunked Hessian-vector products."
     def __init__(self,
