@@ -34,7 +34,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 
 from lbsharp.data import load
 from lbsharp.training import init_model, train, evaluate
-from lbsharp.sharpness import Hessian
+from lbsharp.hessian import Hessian
 from lbsharp.curvature import spectral_density, hutchpp
 
 warnings.filterwarnings('ignore', category=FutureWarning)

@@ -293,7 +293,8 @@ def sec_subspace(R, S, model, X, Y, full):
     import lbsharp as lbs
     from torch.nn.utils import parameters_to_vector, vector_to_parameters
     from lbsharp.training import evaluate
-    from lbsharp.sharpness import Subspace, trainable_params
+    from lbsharp.subspace import Subspace
+    from lbsharp.contract import trainable_params
     dev, chunk, p, res = R.dev, S['sharp_chunk'], S['sub_p'], {}
     params = trainable_params(model)
     x = parameters_to_vector(params).detach().clone()
@@ -365,7 +366,6 @@ def sec_products(R, S):
     "[4] Hessian-vector products per gradient."
     import torch
     import lbsharp as lbs
-    import lbsharp.curvature  # noqa: F401  (adds Hessian.mm)
     from lbsharp.training import init_model, evaluate
     dev, res = R.dev, {}
     k, reps = S['prod_k'], S['prod_repeats']

@@ -19,7 +19,9 @@ from torch.nn.utils import parameters_to_vector
 
 from lbsharp.data import load
 from lbsharp.training import init_model, train, evaluate
-from lbsharp.sharpness import sharpness, Hessian, Subspace, box_sharpness
+from lbsharp.sharpness import sharpness, box_sharpness
+from lbsharp.hessian import Hessian
+from lbsharp.subspace import Subspace
 
 
 def median_time(fn, repeats):

@@ -27,7 +27,8 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from lbsharp.training import init_model, evaluate
-from lbsharp.sharpness import Subspace, trainable_params
+from lbsharp.subspace import Subspace
+from lbsharp.contract import trainable_params
 
 
 def sync(dev):

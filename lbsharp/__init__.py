@@ -1,8 +1,8 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
-The modules are the tutorial's chapters (data → networks → bars → store → parallel → evaluation → training → hooks → estimators → sharpness → measure →
-curvature → operators → measures → landscape → presets → experiments → report → cluster → remedy_analysis → gap → cli); this file only gathers their public
-entry points.
+The modules are the tutorial's chapters (data → networks → bars → store → parallel → evaluation → contract → training →
+hooks → estimators → hessian → subspace → sharpness → measure → curvature → operators → measures → landscape → presets →
+experiments → report → cluster → remedy_analysis → gap → cli); this file only gathers their public entry points.
 `lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with
 `from lbsharp.sharpness import ...` / `from lbsharp.landscape import ...`.
 """
@@ -14,7 +14,9 @@ from .networks import build, NETWORKS
 from .evaluation import evaluate
 from .training import train, init_model, History
 from .hooks import REMEDIES, train_kwargs, noise_scale
-from .sharpness import Hessian, Sharpness, train_tensors
+from .contract import train_tensors
+from .hessian import Hessian
+from .sharpness import Sharpness
 from .measure import sharpness, hessian_spectrum, Spectrum
 from .estimators import hutchinson
 from .curvature import spectral_density, hutchpp, SpectralDensity

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
-from .sharpness import sharpness, eval_mode
+from .contract import eval_mode
+from .sharpness import sharpness
 from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
                                  load_data, _sharp_data, units, unit_name, PAPER, UnitBusy,
                                  environment, validate, check_device, check_fits)

@@ -12,7 +12,6 @@ from torch import Tensor
 from fastcore.basics import patch
 from .evaluation import evaluate
 from .bars import progress
-from .sharpness import Hessian
 from .estimators import _like, _mm, rademacher, TraceEstimate, hutchinson
 
 # %% auto #0
@@ -104,15 +103,17 @@ def spectral_density(op,                  # operator with n and mm (e.g. Hessian
                     )->SpectralDensity:
     "The spectral density of `op` by stochastic Lanczos quadrature from `vectors` Rademacher vectors."
     if vectors < 1: raise ValueError(f"vectors={vectors} must be >= 1 (use 2 or more for standard errors)")
-    t0, p0 = time.perf_counter(), op.products
+    t0 = time.perf_counter()
     dev, dt = _like(op)
     per = max(1, min(vectors, int(max_gb*2**30 // (steps*op.n*torch.finfo(dt).bits//8))))
     V0, parts = rademacher(op.n, vectors, seed, op), []
     for g in range(0, vectors, per): parts.append(lanczos(op, V0[:, g:g+per], steps, block, quiet=quiet))
-    nodes, weights = _quadrature(*(np.concatenate(x) for x in zip(*parts)))
+    al, be, lens = (np.concatenate(x) for x in zip(*parts))
+    nodes, weights = _quadrature(al, be, lens)
     meta = dict(kind=type(op).__name__)
-    if isinstance(op, Hessian): meta.update(samples=len(op.X), chunk=op.chunk, network=getattr(op.model, 'spec', {}).get('name'))
-    return SpectralDensity(nodes, weights, op.n, steps, seed, op.products - p0, time.perf_counter() - t0, meta)
+    if all(hasattr(op, k) for k in ('X', 'chunk', 'model')):   # an operator over training data (Hessian, GGN, Fisher)
+        meta.update(samples=len(op.X), chunk=op.chunk, network=getattr(op.model, 'spec', {}).get('name'))
+    return SpectralDensity(nodes, weights, op.n, steps, seed, int(lens.sum()), time.perf_counter() - t0, meta)   # run i: lens[i] products
 
 # %% ../nbs/03b_curvature.ipynb #74e76345
 @patch

@@ -15,8 +15,10 @@ __all__ = ['rademacher', 'TraceEstimate', 'hutchinson']
 
 # %% ../nbs/02b_estimators.ipynb #8d63f564
 def _like(op)->tuple:  # (device, dtype) of the operator's vectors
-    t = op.params[0] if hasattr(op, 'params') else op.M
-    return t.device, t.dtype
+    "Its parameters' (Hessian, GGN, Fisher), its matrix's (Matrix), else its own `device` and `dtype` (default: float64 on the CPU)."
+    t = op.params[0] if hasattr(op, 'params') else getattr(op, 'M', None)
+    if isinstance(t, Tensor): return t.device, t.dtype
+    return torch.device(getattr(op, 'device', 'cpu')), getattr(op, 'dtype', torch.float64)
 
 def _mm(op, V:Tensor, block:int)->Tensor:
     "op @ V, at most `block` columns per call."

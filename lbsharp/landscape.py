@@ -18,7 +18,7 @@ from .evaluation import evaluate, chunk_slices
 from .bars import progress
 from .store import jsonable, write_json, read_json
 from .networks import bn_layers
-from .sharpness import data_form, in_float32, check_batch
+from .contract import data_form, in_float32, check_batch
 from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
 
 # %% auto #0

@@ -16,8 +16,9 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.data import DataLoader, SequentialSampler, IterableDataset
 from .evaluation import evaluate, chunk_slices
 from .bars import progress
-from .sharpness import (Sharpness, Hessian, train_tensors, trainable_params, eval_mode, in_order, data_form,
-                              in_float32, sharpness as _sharpness)
+from .contract import train_tensors, trainable_params, eval_mode, in_order, data_form, in_float32
+from .hessian import Hessian
+from .sharpness import Sharpness, sharpness as _sharpness
 from .networks import bn_layers
 
 # %% auto #0

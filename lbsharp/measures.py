@@ -12,7 +12,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from .evaluation import evaluate
 from .hooks import noise_scale
-from .sharpness import sharpness, Hessian
+from .hessian import Hessian
+from .sharpness import sharpness
 from .measure import preserved
 from .estimators import hutchinson
 

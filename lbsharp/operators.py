@@ -16,7 +16,8 @@ from .evaluation import chunk_slices
 from .bars import progress
 from .parallel import dist_info, all_reduce64
 from .networks import bn_layers
-from .sharpness import Hessian, Inputs, _grad, trainable_params, in_float32, data_form
+from .contract import Inputs, trainable_params, in_float32, data_form
+from .hessian import Hessian, _grad
 from .measure import as_tensors, as_loss, measuring
 
 # %% auto #0

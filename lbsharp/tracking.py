@@ -8,7 +8,8 @@ import inspect, time
 import torch, torch.nn as nn
 from fastcore.basics import store_attr
 from .data import subset_indices
-from .sharpness import Hessian, in_float32
+from .contract import in_float32
+from .hessian import Hessian
 from .measure import sharpness, measuring, preserved, MEASURE_BN
 from .estimators import hutchinson
 from .measures import MEASURES as REGISTERED

@@ -16,10 +16,11 @@ from .bars import progress
 from .store import jsonable, write_json, read_json, checkpoints, save_checkpoint, load_checkpoint, _ckpt_path
 from .parallel import dist_info, ddp, _share
 from .evaluation import chunk_slices, evaluate
+from .contract import Outputs
 
 # %% auto #0
-__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'LABEL_KEYS', 'resolve_batch', 'init_model', 'make_optimizer',
-           'plain_step', 'History', 'stalled', 'Inputs', 'logits_of', 'Outputs', 'train']
+__all__ = ['SB', 'LB', 'OPTIMIZERS', 'PAPER_ADAM', 'STOPS', 'resolve_batch', 'init_model', 'make_optimizer', 'plain_step',
+           'History', 'stalled', 'train']
 
 # %% ../nbs/02_training.ipynb #353bdf0d
 SB, LB = 256, 0.1  # the paper's small batch (samples) and large batch (fraction of the training set)
@@ -138,64 +139,6 @@ def _stop_reason(losses, epoch, epochs, patience, min_delta, max_epochs, target=
     if target is not None and losses[-1] <= target: return 'target'
     if stalled(losses, patience, min_delta): return 'plateau'
     return 'max_epochs' if epoch >= max_epochs else None
-
-# %% ../nbs/02_training.ipynb #c24c5329
-LABEL_KEYS = ('labels', 'label')   # where a dict batch keeps its target (Hugging Face's names)
-
-class Inputs:
-    "The named input tensors of dict batches (target removed), sliced together along dim 0; the model gets `model(**inputs)`."
-    def __init__(self, d:dict):
-        bad = {k: type(v).__name__ for k, v in d.items() if not isinstance(v, Tensor)}
-        if bad: raise TypeError(f"a dict batch holds non-tensor entries {bad}: every entry besides the target "
-                                f"({' or '.join(map(repr, LABEL_KEYS))}) is passed to the model, so each must be a tensor with "
-                                "one row per sample; drop the others (e.g. a dataset's remove_columns or set_format('torch'))")
-        if not d: raise TypeError("a dict batch holds only its target: there are no inputs to pass to the model")
-        rows = {k: len(v) for k, v in d.items()}
-        if len(set(rows.values())) > 1: raise ValueError(f"the inputs of a dict batch have different numbers of rows {rows}; each needs one row per sample")
-        self.d = dict(d)
-    def keys(self): return self.d.keys()
-    def __getitem__(self, i): return self.d[i] if isinstance(i, str) else Inputs({k: v[i] for k, v in self.d.items()})
-    def __len__(self): return len(next(iter(self.d.values())))
-    def __repr__(self): return 'Inputs(' + ', '.join(f"{k}={tuple(v.shape)}" for k, v in self.d.items()) + ')'
-    @property
-    def device(self): return next(iter(self.d.values())).device
-    def is_floating_point(self)->bool: return any(v.is_floating_point() for v in self.d.values())
-    def to(self, device, dtype=None): # floating entries to dtype, all to device
-        return Inputs({k: v.to(device, dtype) if dtype is not None and v.is_floating_point() else v.to(device) for k, v in self.d.items()})
-    @staticmethod
-    def cat(xs:list): return Inputs({k: torch.cat([x.d[k] for x in xs]) for k in xs[0].d})
-
-def logits_of(out)->Tensor:  # the logits (or predictions) in a model's output
-    "A tensor itself, a tuple's first item, or the `logits` of a dict or an object (a Hugging Face `ModelOutput`)."
-    if isinstance(out, Tensor): return out
-    if isinstance(out, dict) and isinstance(out.get('logits'), Tensor): return out['logits']
-    if not isinstance(out, dict) and isinstance(getattr(out, 'logits', None), Tensor): return out.logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor) and out[0].dim() > 0: return out[0]
-    keys = sorted(out) if isinstance(out, dict) else [k for k in ('loss',) if hasattr(out, k)]
-    what = type(out).__name__ + (f" with keys {keys}" if isinstance(out, dict) else '')
-    if isinstance(out, (tuple, list)): what += f" of {[type(o).__name__ + (str(tuple(o.shape)) if isinstance(o, Tensor) else '') for o in out]}"
-    own = (" It holds a loss but no logits: lbsharp applies loss_fn to the logits chunk by chunk (measuring a model's own "
-           ".loss is not supported yet).") if 'loss' in keys else ''
-    raise TypeError(f"the model returns a {what}, not logits.{own} Return a tensor, a tuple whose first item is the logits, "
-                    "or a dict/object with 'logits'; or pass output_fn=, a function from the model's output to the logits")
-
-class _Through(nn.Module):
-    "A wrapper whose mode is its model's: `evaluate`'s `model.train(was)` restores what the model itself had."
-    @property
-    def training(self)->bool: return self.model.training if 'model' in self._modules else True
-    @training.setter
-    def training(self, mode): pass       # train(mode) reaches the model through its children
-
-class Outputs(_Through):
-    "`model` seen through the contract: called as `model(x)` or `model(**inputs)`, returning a logits tensor (a column for 1-D outputs)."
-    def __init__(self, model:nn.Module, output_fn:Callable|None=None):
-        super().__init__(); self.model, self.output_fn = model, output_fn
-    def pick(self, out)->Tensor:
-        out = logits_of(out) if self.output_fn is None else self.output_fn(out)
-        if not isinstance(out, Tensor): raise TypeError(f"output_fn returned a {type(out).__name__}; it must return the logits tensor")
-        return out[:, None] if out.dim() == 1 else out
-    def forward(self, x): return self.pick(self.model(**x) if isinstance(x, Inputs) else self.model(x))
-
 
 # %% ../nbs/02_training.ipynb #1608038f
 def _check_batch(B:int, n:int, world:int, bn:bool):

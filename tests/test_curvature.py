@@ -1,7 +1,7 @@
 "Cross-library checks of `lbsharp.curvature` against curvlinops (a test-only oracle), plus the result objects' round trips."
 import math, numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
 from lbsharp.networks import build
-from lbsharp.sharpness import Hessian
+from lbsharp.hessian import Hessian
 from lbsharp.curvature import Matrix, SpectralDensity, TraceEstimate, spectral_density, hutchinson, hutchpp, rademacher
 
 curvlinops = pytest.importorskip('curvlinops')

@@ -1,7 +1,7 @@
 """The package's layers point down: each module imports only from modules of earlier notebooks.
 
-The order is the tutorial's: notebooks sorted by file name (`00_data`, `01_networks`, `02_training`, `02a_hooks`,
-`03_sharpness`, ...), each exporting one module (`#| default_exp NAME`). Two checks:
+The order is the tutorial's: notebooks sorted by file name (`00_data`, `01_networks`, `01e_contract`, `02_training`,
+`02a_hooks`, ..., `03_sharpness`, ...), each exporting one module (`#| default_exp NAME`). Two checks:
 - statically (ast), every `import`/`from ... import` of an lbsharp module anywhere in a module — at the top or inside
   a function — names an earlier module, and none hides inside a function (no function-local imports to dodge a cycle);
 - at run time, in a fresh interpreter (with the bare package, not its `__init__`, which gathers the public API),
@@ -48,7 +48,7 @@ def _imports(path:Path):
 
 
 def test_order_is_known():
-    assert ORDER[:4] == ['data', 'networks', 'training', 'hooks'], ORDER
+    assert ORDER[:5] == ['data', 'networks', 'contract', 'training', 'hooks'], ORDER
     for m in ORDER: assert (ROOT/PKG/f'{m}.py').exists(), f"notebook exports {m} but {PKG}/{m}.py is missing: run nbdev_export"
 
 

@@ -4,7 +4,7 @@ import numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lbsharp.data import Dataset
-from lbsharp.sharpness import exact_hessian
+from lbsharp.hessian import exact_hessian
 import importlib
 S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
 from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN

@@ -4,7 +4,8 @@ restricted to one layer — plus per-layer spectra, the batch/loss contract, det
 import copy, re
 import numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
 import lbsharp as lbs
-from lbsharp.sharpness import Hessian, trainable_params
+from lbsharp.hessian import Hessian
+from lbsharp.contract import trainable_params
 from lbsharp.operators import GGN, Fisher, OPERATORS, LayerSpectra, layer_spectra, layers_of
 from lbsharp.curvature import hutchinson, spectral_density
 from conftest import toy_mlp, toy_xy

@@ -5,7 +5,9 @@ from torch.nn.utils import parameters_to_vector
 
 import importlib
 S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
-from lbsharp.sharpness import sharpness, box_sharpness, box_bounds, Subspace, Hessian, lbfgsb, exact_hessian
+from lbsharp.sharpness import sharpness, box_sharpness, box_bounds, lbfgsb
+from lbsharp.subspace import Subspace
+from lbsharp.hessian import Hessian, exact_hessian
 from conftest import toy_mlp, toy_xy, adam_fit
 
 

@@ -18,7 +18,8 @@ def setup():
 
 def measures()->dict:
     "Everything compared, in this process (1 process) or under torchrun."
-    from lbsharp.sharpness import sharpness, Hessian
+    from lbsharp.sharpness import sharpness
+    from lbsharp.hessian import Hessian
     model, X, Y = setup()
     out = {}
     for name, kw in dict(full=dict(), subspace=dict(p=5)).items():

@@ -6,8 +6,10 @@ import numpy as np, torch, torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 from fastcore.test import test_eq as eq, test_close as close, test_fail as fails   # aliased: pytest would collect test_*
 
-from lbsharp.sharpness import (sharpness, box_sharpness, Subspace, Hessian, lbfgsb, exact_hessian,
-                               train_tensors, trainable_params, data_form, eval_mode)
+from lbsharp.sharpness import sharpness, box_sharpness, lbfgsb
+from lbsharp.subspace import Subspace
+from lbsharp.hessian import Hessian, exact_hessian
+from lbsharp.contract import train_tensors, trainable_params, data_form, eval_mode
 from lbsharp.data import subset_indices
 from conftest import toy_mlp, toy_xy, adam_fit
 

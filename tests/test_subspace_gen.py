@@ -8,7 +8,8 @@ generator; the default generator is unchanged; and, where CUDA is available, the
 import math
 import numpy as np, pytest, torch, torch.nn as nn
 
-from lbsharp.sharpness import Subspace, counter_words, counter_block, sharpness, GENERATORS
+from lbsharp.subspace import Subspace, counter_words, counter_block, GENERATORS
+from lbsharp.sharpness import sharpness
 from conftest import toy_mlp
 
 GAMMA, M1, M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

@@ -9,7 +9,7 @@ import pytest, torch, torch.nn as nn
 import lbsharp as lbs
 from lbsharp.training import train, plain_step, History
 from lbsharp.tracking import Tracker, TRACKED, known, _eval_set
-from lbsharp.sharpness import exact_hessian
+from lbsharp.hessian import exact_hessian
 from lbsharp.experiments import validate, load_runs
 from conftest import toy_mlp, toy_dataset
 
