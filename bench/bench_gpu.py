@@ -257,7 +257,7 @@ def sec_sharpness(R, S, model, X, Y):
     from lbsharp.training import evaluate
     dev, chunk, res = R.dev, S['sharp_chunk'], {}
     R.log(f"[2] full-space eps-sharpness of {S['cnn']} ({sum(q.numel() for q in model.parameters()):,} parameters) at its initial point "
-          f"(init_model({S['cnn']!r}, seed=0)) on {len(X):,} CIFAR-shaped samples, chunk {chunk}: lbsharp.sharpness(model, (X, Y), 1e-3, "
+          f"(init_model({S['cnn']!r}, seed=0)) on {len(X):,} CIFAR-shaped samples, chunk {chunk}: lbsharp.box(model, (X, Y), 1e-3, "
           f"iters={S['sharp_iters']}) (solver 'scaled', one start)")
     if not R.fits(6, "the f+g warm-up"): return res
     t_w, _ = timed(dev, lambda: evaluate(model, X, Y, chunk, grad=True))
@@ -344,7 +344,7 @@ def sec_e2e(R, S, model, X, Y, full, sub):
     "[5] one subspace measurement end to end (one start), if time is left."
     import lbsharp as lbs
     dev, p, res = R.dev, S['sub_p'], {}
-    R.log(f"[5] end to end: lbsharp.sharpness(model, (X, Y), 1e-3, p={p}, gen='counter', dense=False, starts=1, "
+    R.log(f"[5] end to end: lbsharp.box(model, (X, Y), 1e-3, p={p}, gen='counter', dense=False, starts=1, "
           f"iters={S['sharp_iters']}), the model and samples of [2] and [3] (the default budget in a subspace is 8 starts, "
           f"about 8x the evaluations)")
     if not sub.get('sub_eval_s'): R.log("    SKIPPED: [3] gave no time per subspace evaluation to plan with"); return res

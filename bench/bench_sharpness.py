@@ -1,4 +1,4 @@
-"""Benchmark of lbsharp.sharpness: solver overhead, top Hessian eigenvalue against PyHessian, memory of streamed subspaces.
+"""Benchmark of lbsharp.box: solver overhead, top Hessian eigenvalue against PyHessian, memory of streamed subspaces.
 
 Run from the repository root (one thread, as the targets are stated for one core):
 
@@ -19,7 +19,7 @@ from torch.nn.utils import parameters_to_vector
 
 from lbsharp.data import load
 from lbsharp.training import init_model, train, evaluate
-from lbsharp.sharpness import sharpness, box_sharpness
+from lbsharp.box import model_sharpness, box_sharpness
 from lbsharp.hessian import Hessian
 from lbsharp.subspace import Subspace
 
@@ -45,7 +45,7 @@ def bench_overhead(model, data, repeats):
           f"M = {len(X)} samples, one f+g pass = {t_fg*1e3:.1f} ms, median of {repeats})")
     rows = []
     for kw in (dict(), dict(solver='mean'), dict(solver='sum'), dict(solver='sign'), dict(p=100)):
-        t, r = median_time(lambda: sharpness(model, data, 1e-3, **kw), repeats)
+        t, r = median_time(lambda: model_sharpness(model, data, 1e-3, **kw), repeats)
         ratio = t/(r.evaluations*t_fg)
         extra = ''
         if 'p' in kw:   # fixed cost of a subspace: draw A and form A^T A for A^+x (once per measurement)

@@ -1,10 +1,10 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
 The modules are the tutorial's chapters (data → networks → bars → store → parallel → evaluation → contract → training →
-hooks → estimators → hessian → subspace → sharpness → measure → curvature → operators → measures → landscape → presets →
-experiments → report → cluster → remedy_analysis → gap → cli); this file only gathers their public entry points.
-`lbs.sharpness` and `lbs.landscape` are the functions: reach the modules of the same names with
-`from lbsharp.sharpness import ...` / `from lbsharp.landscape import ...`.
+hooks → estimators → hessian → subspace → box (ε-sharpness) → measure → curvature → operators → measures →
+loss_landscape → presets → tracking → experiments → reproduction → cluster → remedy_analysis → gap → cli); this file only gathers their public entry points.
+No module is named like a name of this namespace, so `lbs.sharpness`, `lbs.landscape` and `lbs.report` are the
+functions and `lbsharp.box`, `lbsharp.loss_landscape`, `lbsharp.reproduction` the modules (tests/test_imports.py).
 """
 __version__ = "0.1.0"
 
@@ -16,15 +16,15 @@ from .training import train, init_model, History
 from .hooks import REMEDIES, train_kwargs, noise_scale
 from .contract import train_tensors
 from .hessian import Hessian
-from .sharpness import Sharpness
+from .box import Sharpness
 from .measure import sharpness, hessian_spectrum, Spectrum
 from .estimators import hutchinson
 from .curvature import spectral_density, hutchpp, SpectralDensity
 from .operators import GGN, Fisher, layer_spectra, LayerSpectra
-from .landscape import landscape, parametric, plot_line, plot_contour
+from .loss_landscape import landscape, parametric, plot_line, plot_contour
 from .presets import Experiment, preset, PRESETS, REMEDY_PRESETS
 from .experiments import run, load_runs
-from .report import report, table
+from .reproduction import report, table
 
 __all__ = ['load', 'Dataset', 'build', 'NETWORKS', 'train', 'init_model', 'evaluate', 'History', 'REMEDIES', 'train_kwargs',
            'noise_scale', 'Hessian', 'Sharpness', 'train_tensors', 'sharpness', 'hessian_spectrum', 'Spectrum',

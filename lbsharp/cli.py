@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
 from .contract import eval_mode
-from .sharpness import sharpness
+from .box import model_sharpness
 from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
                                  load_data, _sharp_data, units, unit_name, PAPER, UnitBusy,
                                  environment, validate, check_device, check_fits)
@@ -16,7 +16,7 @@ from .data import load
 from .networks import BN_MODES
 from .training import init_model, train
 from .parallel import process_group, dist_info
-from .report import report, summarize, table, headline, verdict, PAPER_DATA, CAP, pm, stops_text, rule_text
+from .reproduction import report, summarize, table, headline, verdict, PAPER_DATA, CAP, pm, stops_text, rule_text
 from .measures import sharp_kwargs
 from .data import dataset_title
 from .cluster import JobsFailed, submit, slurm_parameters, sbatch_script
@@ -169,7 +169,7 @@ def _sharpness(a):
               f"({'all' if exp.sharp_subset is None else f'subset_indices(n, {exp.sharp_subset})'}; load options {exp.data_kw or 'default'}, "
               f"n_train {exp.n_train or 'all'}), chunk {exp.chunk}, {eval_mode(model)} — from {src}")
     print(f"f: {f_text}")
-    r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, a.p or None))
+    r = model_sharpness(model, (X, Y), **sharp_kwargs(exp, eps, a.p or None))
     r.subset = exp.sharp_subset
     print(f"{model.spec['name']}: {r}")
     if a.json:

@@ -151,7 +151,7 @@ def check_batch(model:nn.Module,           # the model (or an Outputs already)
             s, m = loss_fn(out, y, reduction='sum'), loss_fn(out, y, reduction='mean')
     except TypeError as e:
         if 'reduction' not in str(e): raise
-        raise TypeError(f"loss_fn {name} does not take reduction=: lbsharp.sharpness calls loss_fn(out, y, reduction='sum'); "
+        raise TypeError(f"loss_fn {name} does not take reduction=: lbsharp calls loss_fn(out, y, reduction='sum'); "
                         "give it that argument, or measure with lbs.sharpness, lbs.hessian_spectrum or lbs.landscape, which "
                         "take a loss returning the batch mean") from None
     except RuntimeError as e:

@@ -16,9 +16,9 @@ from .evaluation import evaluate
 from .bars import progress, progress_jobs
 from .store import FORMAT, read_json, write_json, save_checkpoint, load_checkpoint, checkpoints
 from .hooks import train_kwargs, REMEDIES, remedy_options
-from .sharpness import sharpness, FAST_LBFGSB
+from .box import model_sharpness, FAST_LBFGSB
 from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras, same_eps
-from .landscape import parametric, plot_line
+from .loss_landscape import parametric, plot_line
 from .tracking import Tracker
 
 # %% auto #0
@@ -176,7 +176,7 @@ def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
         for eps in exp.eps:
             f = d/f'sharpness-{space}-{eps:g}.json' if d is not None else None
             if f is not None and f.exists(): out.append(_stored(f, exp, eps, p)); continue
-            r = sharpness(model, (X, Y), **sharp_kwargs(exp, eps, p)).to_dict()
+            r = model_sharpness(model, (X, Y), **sharp_kwargs(exp, eps, p)).to_dict()
             r['subset'] = exp.sharp_subset
             if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r, environment=environment(exp.device)))
             out.append(r)

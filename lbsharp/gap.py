@@ -12,12 +12,12 @@ from scipy.stats import kendalltau
 from .networks import NetTable
 from .experiments import load_runs
 from .store import read_json
-from .report import _ms, pm, CAP, run_seconds, summarize, store_rows
+from .reproduction import _ms, pm, CAP, run_seconds, summarize, store_rows
 from .measures import MEASURES, RANKED
 from .data import dataset_title
 from .presets import preset, GAP_PRESETS, COSCALE
 from .training import History
-from .report import rule_stops, STOP_MARKS, COLORS
+from .reproduction import rule_stops, STOP_MARKS, COLORS
 
 # %% auto #0
 __all__ = ['GAP_TAGS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'COSCALE_ARMS', 'K1', 'FAMILIES', 'CLAIMS', 'PAIRS', 'arm_name',

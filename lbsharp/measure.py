@@ -18,7 +18,7 @@ from .evaluation import evaluate, chunk_slices
 from .bars import progress
 from .contract import train_tensors, trainable_params, eval_mode, in_order, data_form, in_float32
 from .hessian import Hessian
-from .sharpness import Sharpness, sharpness as _sharpness
+from .box import Sharpness, model_sharpness
 from .networks import bn_layers
 
 # %% auto #0
@@ -39,7 +39,7 @@ def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Data
                subset:int|None=None,  # keep the seeded random subset subset_indices(len, subset) (None: all)
                batch_size:int=256     # batch size for reading a torch Dataset
               )->tuple[Tensor, Tensor]: # (X, Y) defining f, on the model's device
-    "The training inputs and labels that define f, checked, then read once by `lbsharp.sharpness.train_tensors`."
+    "The training inputs and labels that define f, checked, then read once by `lbsharp.contract.train_tensors`."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     trainable_params(model)                   # raises early for a model with nothing to measure
     if isinstance(data, Tensor):
@@ -174,13 +174,13 @@ def sharpness(model:nn.Module,        # classifier returning logits, measured at
               chunk:int=5000,         # evaluation chunk
               subset:int|None=None,   # seeded random subset of this many samples (subset_indices; None: all)
               output_fn:Callable|None=None,         # the model's output -> logits (None: a tensor, a tuple's first item, .logits)
-              **kwargs                # passed to lbsharp.sharpness.sharpness (iters, solver, dist, seed, f_init, probe, dense)
+              **kwargs                # passed to lbsharp.box.model_sharpness (iters, solver, dist, seed, f_init, probe, dense)
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of any model on data in any form, in an explicit evaluation mode (float16/bfloat16 in float32)."
     with in_float32(model) as own:
         X, Y = as_tensors(data, model, subset)
         with measuring(model, bn, X, chunk) as mode:
-            r = _sharpness(model, (X, Y), eps=eps, p=p, adaptive=adaptive, chunk=chunk, loss_fn=as_loss(loss_fn, Y),
+            r = model_sharpness(model, (X, Y), eps=eps, p=p, adaptive=adaptive, chunk=chunk, loss_fn=as_loss(loss_fn, Y),
                            output_fn=output_fn, **kwargs)
     r.mode, r.data, r.model_dtype = mode, data_form(data), own
     return r

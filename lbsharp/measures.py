@@ -13,7 +13,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from .evaluation import evaluate
 from .hooks import noise_scale
 from .hessian import Hessian
-from .sharpness import sharpness
+from .box import model_sharpness
 from .measure import preserved
 from .estimators import hutchinson
 
@@ -63,7 +63,7 @@ def sharp_kwargs(exp,                 # an Experiment (its sharp_iters, chunk, A
                  eps:float,           # box size ε
                  p:int|None=None      # subspace dimension (None or 0: the full space)
                 )->dict:              # keyword arguments of sharpness
-    "The options of `sharpness` for one measurement of `exp` (also used by `lbsharp sharpness` to remeasure a run)."
+    "The options of `model_sharpness` for one measurement of `exp` (also used by `lbsharp sharpness` to remeasure a run)."
     kw = dict(eps=eps, iters=exp.sharp_iters, chunk=exp.chunk)
     if p: kw.update(p=p, dist=exp.A_dist, seed=exp.A_seed)
     if exp.sharp_solver: kw['solver'] = exp.sharp_solver
@@ -79,7 +79,7 @@ def _trace(model, X, Y, exp, seed):
     return dict(estimate=t.estimate, stderr=t.stderr, products=t.products, method=t.method, seconds=t.seconds)
 
 def _adaptive_phi(model, X, Y, exp, seed):
-    r = sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0]))
+    r = model_sharpness(model, (X, Y), adaptive=True, **sharp_kwargs(exp, exp.eps[0]))
     return {**r.to_dict(), 'subset': exp.sharp_subset}
 
 def _noise(model, X, Y, exp, seed): return noise_scale(model, (X, Y), seed=seed, chunk=exp.chunk)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from scipy.stats import spearmanr
 from .networks import NetTable
 from .training import init_model, plain_step, make_optimizer
-from .report import _ms, pm, store_rows
+from .reproduction import _ms, pm, store_rows
 from .measures import MEASURES
 from .data import dataset_title
 

@@ -27,7 +27,7 @@ def test_readme_block_runs_as_written():
 
 def test_one_meaning_per_name():
     from lbsharp.measure import sharpness, hessian_spectrum
-    from lbsharp.landscape import landscape
+    from lbsharp.loss_landscape import landscape
     from lbsharp.experiments import run, measure_model
     assert lbs.sharpness is sharpness and lbs.hessian_spectrum is hessian_spectrum and lbs.landscape is landscape
     assert lbs.run is run and callable(measure_model)

@@ -2,7 +2,7 @@
 import numpy as np, pytest, torch
 from lbsharp.networks import build
 from lbsharp.training import evaluate
-from lbsharp.landscape import parametric, scan, random_direction, plot_line, preserved
+from lbsharp.loss_landscape import parametric, scan, random_direction, plot_line, preserved
 from conftest import toy_dataset
 
 def _data(): return toy_dataset(202, 64, labels='random')   # MNIST-1D-shaped: 40 features, 10 classes

@@ -6,9 +6,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from lbsharp.data import Dataset
 from lbsharp.hessian import exact_hessian
 import importlib
-S = importlib.import_module("lbsharp.sharpness")   # the module: the package-level `lbsharp.sharpness` is the public function
+S = importlib.import_module("lbsharp.box")   # the ε-sharpness engine (`lbs.sharpness` is the public function, lbsharp.measure)
 from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN
-from lbsharp.landscape import landscape
+from lbsharp.loss_landscape import landscape
 from conftest import toy_mlp, toy_xy, adam_fit
 
 
@@ -43,7 +43,7 @@ def forms(data):
 def test_shuffling_loader_reread_in_order_by_core_and_measure(model, data):
     "A shuffling loader is read the same way by the core and by the front door: in index order, with a warning, recorded."
     shuffled = DataLoader(TensorDataset(*data), batch_size=32, shuffle=True)
-    with pytest.warns(UserWarning, match='index order'): r0 = S.sharpness(model, shuffled, iters=2)
+    with pytest.warns(UserWarning, match='index order'): r0 = S.model_sharpness(model, shuffled, iters=2)
     with pytest.warns(UserWarning, match='index order'): r = sharpness(model, shuffled, iters=2)
     assert r.phi == r0.phi == sharpness(model, data, iters=2).phi
     assert r.data == r0.data == 'a shuffling DataLoader (RandomSampler), re-read once in index order'

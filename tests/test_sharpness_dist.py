@@ -18,12 +18,12 @@ def setup():
 
 def measures()->dict:
     "Everything compared, in this process (1 process) or under torchrun."
-    from lbsharp.sharpness import sharpness
+    from lbsharp.box import model_sharpness
     from lbsharp.hessian import Hessian
     model, X, Y = setup()
     out = {}
     for name, kw in dict(full=dict(), subspace=dict(p=5)).items():
-        r = sharpness(model, (X, Y), eps=1e-3, iters=4, chunk=100, **kw)
+        r = model_sharpness(model, (X, Y), eps=1e-3, iters=4, chunk=100, **kw)
         out[f'phi_{name}'], out[f'f0_{name}'] = r.phi, r.f0
     for retain in (False, True):
         H = Hessian(model, (X, Y), chunk=100, retain=retain)

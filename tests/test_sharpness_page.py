@@ -6,7 +6,7 @@ import numpy as np, torch, torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 from fastcore.test import test_eq as eq, test_close as close, test_fail as fails   # aliased: pytest would collect test_*
 
-from lbsharp.sharpness import sharpness, box_sharpness, lbfgsb
+from lbsharp.box import model_sharpness, box_sharpness, lbfgsb
 from lbsharp.subspace import Subspace
 from lbsharp.hessian import Hessian, exact_hessian
 from lbsharp.contract import train_tensors, trainable_params, data_form, eval_mode
@@ -142,7 +142,7 @@ def test_state_restored_after_exception_mid_solve():
     fm = Flaky(m, 7).train()
     for q in fm.parameters(): q.grad = torch.full_like(q, 0.5)
     before = [(q.data_ptr(), q.detach().clone(), q.grad) for q in fm.parameters()]
-    fails(lambda: sharpness(fm, (X, Y), chunk=100), contains='boom')
+    fails(lambda: model_sharpness(fm, (X, Y), chunk=100), contains='boom')
     for q, (ptr, v, g) in zip(fm.parameters(), before):
         assert q.data_ptr() == ptr and torch.equal(q.detach(), v) and q.grad is g
     assert fm.training
@@ -154,8 +154,8 @@ def test_network_streamed_subspace_equals_dense():
     rows = Subspace.rows
     try:
         Subspace.rows = 100
-        rs = sharpness(m, (X, Y), p=20, dense=False, chunk=100)
-        rd = sharpness(m, (X, Y), p=20, dense=True, chunk=100)
+        rs = model_sharpness(m, (X, Y), p=20, dense=False, chunk=100)
+        rd = model_sharpness(m, (X, Y), p=20, dense=True, chunk=100)
     finally: Subspace.rows = rows
     close(rs.phi, rd.phi, eps=1e-4*rd.phi)
 

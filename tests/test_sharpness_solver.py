@@ -2,7 +2,7 @@
 import inspect, math
 import pytest, torch, torch.nn.functional as F
 
-from lbsharp.sharpness import sharpness, SOLVERS
+from lbsharp.box import model_sharpness, SOLVERS
 from conftest import toy_mlp, adam_fit
 
 
@@ -25,8 +25,8 @@ def scaled_loss(c):
 
 def test_default_is_scale_invariant(trained):
     m, data = trained
-    rs = {c: sharpness(m, data, loss_fn=scaled_loss(c)) for c in (1e-3, 1., 1e3)}
-    assert inspect.signature(sharpness).parameters['solver'].default == 'scaled' == next(iter(SOLVERS))
+    rs = {c: model_sharpness(m, data, loss_fn=scaled_loss(c)) for c in (1e-3, 1., 1e3)}
+    assert inspect.signature(model_sharpness).parameters['solver'].default == 'scaled' == next(iter(SOLVERS))
     assert all(r.solver == 'scaled' for r in rs.values())
     ratio = {c: r.fmax/r.f0 for c, r in rs.items()}
     for c in (1e-3, 1e3): assert math.isclose(ratio[c], ratio[1.], rel_tol=1e-3), ratio
@@ -37,17 +37,17 @@ def test_default_is_scale_invariant(trained):
 def test_mean_and_sum_are_not_scale_invariant(trained):
     "The same check fails for the literal setting: what the default fixes."
     m, data = trained
-    lo, hi = (sharpness(m, data, solver='mean', loss_fn=scaled_loss(c)) for c in (1e-3, 1e3))
+    lo, hi = (model_sharpness(m, data, solver='mean', loss_fn=scaled_loss(c)) for c in (1e-3, 1e3))
     assert not math.isclose(lo.fmax/lo.f0, hi.fmax/hi.f0, rel_tol=1e-2)
 
 
 def test_subspace_best_of_starts(trained):
     m, data = trained
-    one = sharpness(m, data, p=20, starts=1)
-    many = sharpness(m, data, p=20, starts=4)
+    one = model_sharpness(m, data, p=20, starts=1)
+    many = model_sharpness(m, data, p=20, starts=4)
     assert [r['start'] for r in many.runs] == ['zero', 'sign', 'vertex1', 'vertex2'] and many.starts == 4
     assert many.runs[0]['fmax'] == one.fmax == one.runs[0]['fmax']        # the first start is the single-start run
-    assert [r['fmax'] for r in sharpness(m, data, p=20, starts=2).runs] == [r['fmax'] for r in many.runs[:2]]
+    assert [r['fmax'] for r in model_sharpness(m, data, p=20, starts=2).runs] == [r['fmax'] for r in many.runs[:2]]
     assert many.fmax == max(r['fmax'] for r in many.runs) >= one.fmax
     assert many.best_start == max(many.runs, key=lambda r: r['fmax'])['start']
     assert many.iterations == sum(r['iterations'] for r in many.runs)
@@ -56,21 +56,21 @@ def test_subspace_best_of_starts(trained):
 
 
 def test_default_budget_per_space(trained):
-    from lbsharp.sharpness import STARTS
+    from lbsharp.box import STARTS
     m, data = trained
-    assert sharpness(m, data, iters=2).starts == STARTS['full'] == 1
-    r = sharpness(m, data, p=10, iters=2)
+    assert model_sharpness(m, data, iters=2).starts == STARTS['full'] == 1
+    r = model_sharpness(m, data, p=10, iters=2)
     assert r.starts == STARTS['subspace'] == len(r.runs) > 1
 
 
 def test_lbfgsb_path_recorded(trained, monkeypatch):
-    import importlib; S = importlib.import_module("lbsharp.sharpness")   # the module, not `lbs.sharpness`
+    import importlib; S = importlib.import_module("lbsharp.box")   # the ε-sharpness engine (`lbs.sharpness` is the public function, lbsharp.measure)
     m, data = trained
     for fast, name in ((True, 'setulb'), (False, 'minimize')):
         monkeypatch.setattr(S, 'FAST_LBFGSB', fast)
-        assert sharpness(m, data, iters=2).lbfgsb == name
+        assert model_sharpness(m, data, iters=2).lbfgsb == name
 
 
 def test_bad_starts(trained):
     m, data = trained
-    with pytest.raises(ValueError, match='starts=0'): sharpness(m, data, starts=0)
+    with pytest.raises(ValueError, match='starts=0'): model_sharpness(m, data, starts=0)

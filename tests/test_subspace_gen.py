@@ -2,14 +2,14 @@
 
 The hash is checked bit for bit against an independent pure-NumPy uint64 implementation of SplitMix64, the normals
 against the same Box-Muller in NumPy float32; A does not depend on the block size or on `dense`; its moments match
-N(0,1) (or U[0,1)) within statistical tolerance at a fixed seed; A and Aᵀ are adjoint; `sharpness` records the
+N(0,1) (or U[0,1)) within statistical tolerance at a fixed seed; A and Aᵀ are adjoint; `model_sharpness` records the
 generator; the default generator is unchanged; and, where CUDA is available, the device gives the same A.
 """
 import math
 import numpy as np, pytest, torch, torch.nn as nn
 
 from lbsharp.subspace import Subspace, counter_words, counter_block, GENERATORS
-from lbsharp.sharpness import sharpness
+from lbsharp.box import model_sharpness
 from conftest import toy_mlp
 
 GAMMA, M1, M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -139,11 +139,11 @@ def test_default_generator_unchanged():
 def test_sharpness_records_generator_and_matches_dense():
     m = toy_mlp(5, 8, 3, act=nn.Tanh)
     X, Y = torch.randn(60, 5), torch.randint(0, 3, (60,))   # the global stream, after the weights
-    r = sharpness(m, (X, Y), p=6, gen='counter', iters=3, dense=False)
+    r = model_sharpness(m, (X, Y), p=6, gen='counter', iters=3, dense=False)
     assert (r.gen, r.to_dict()['gen'], r.dist, r.seed) == ('counter', 'counter', 'normal', 0)
-    r2 = sharpness(m, (X, Y), p=6, gen='counter', iters=3, dense=True)
+    r2 = model_sharpness(m, (X, Y), p=6, gen='counter', iters=3, dense=True)
     assert math.isclose(r.phi, r2.phi, rel_tol=1e-5)
-    assert sharpness(m, (X, Y), p=6, iters=2).gen == 'cpu' and sharpness(m, (X, Y), iters=2).gen is None
+    assert model_sharpness(m, (X, Y), p=6, iters=2).gen == 'cpu' and model_sharpness(m, (X, Y), iters=2).gen is None
     with pytest.raises(ValueError, match="gen='mt'"): Subspace(10, 2, gen='mt')
 
 

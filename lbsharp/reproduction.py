@@ -13,7 +13,7 @@ from .store import read_json
 from .networks import NetTable
 from .training import _stop_reason
 from .presets import preset
-from .landscape import plot_line
+from .loss_landscape import plot_line
 from .measures import MEASURES, read_measure, same_eps
 from .data import dataset_title
 

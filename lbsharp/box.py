@@ -21,7 +21,7 @@ from .subspace import Subspace
 
 # %% auto #0
 __all__ = ['FAST_LBFGSB', 'SOLVERS', 'SCALE_QUANTILE', 'STARTS', 'box_bounds', 'lbfgsb', 'Sharpness', 'box_sharpness',
-           'sharpness']
+           'model_sharpness']
 
 # %% ../nbs/03_sharpness.ipynb #9aad361d
 def box_bounds(x:Tensor,             # flattened weights (or A⁺x in a subspace)
@@ -80,7 +80,7 @@ def lbfgsb(fun,                   # fun(y) -> (value, gradient) of the function 
 # %% ../nbs/03_sharpness.ipynb #4b87bf1a
 @dataclass
 class Sharpness:
-    "Result of `sharpness`/`box_sharpness`: the value, its cost, and every setting that defines it."
+    "Result of `model_sharpness`/`box_sharpness`: the value, its cost, and every setting that defines it."
     phi:float                  # ε-sharpness, 100·(fmax - f0)/(1 + f0)
     f0:float                   # f at the point
     fmax:float                 # largest f over all evaluations
@@ -242,7 +242,7 @@ def box_sharpness(fg,                   # fg(x) -> (f, grad) at a flat parameter
                      best_start=best['start'], runs=runs, trace=trace, y=torch.from_numpy(yb).to(x.dtype))
 
 # %% ../nbs/03_sharpness.ipynb #939ef496
-def sharpness(model:nn.Module,       # classifier returning logits, measured at its current weights
+def model_sharpness(model:nn.Module,       # classifier returning logits, measured at its current weights
               data,                  # training data: (X, Y), an lbsharp Dataset, a torch Dataset or a DataLoader (see train_tensors)
               eps:float=1e-3,        # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,       # None: full space (A = I); an int: random subspace of that dimension (the paper: 100)
