@@ -551,8 +551,9 @@ def coscale_reading(rows:list,     # from collect_runs (one data set)
     ratio = {m: np.nanmean([r[m] for r in hi_r])/np.nanmean([r[m] for r in lo_r]) for m in RANKED
              if any(np.isfinite(r[m]) for r in lo_r) and any(np.isfinite(r[m]) for r in hi_r)}
     d = g1.mean() - g0.mean(); sd = _pooled(g0, g1) if min(len(g0), len(g1)) > 1 else math.nan
-    return dict(k=hi/K1, gap0=g0.mean(), gap1=g1.mean(), delta=d, sd=sd, moved=bool(abs(d) > k*sd), n=(len(g0), len(g1)),
-                ratio=ratio, moved_measures=[m for m, v in ratio.items() if not 0.5 <= v <= 2])
+    moved = [m for m, v in ratio.items() if not 0.5 <= v <= 2]
+    return dict(k=hi/K1, gap0=g0.mean(), gap1=g1.mean(), delta=d, sd=sd, moved=bool(abs(d) > k*sd), n=(len(g0), len(g1)), ratio=ratio,
+                still=[m for m in ratio if m not in moved], up=[m for m in moved if ratio[m] > 1], down=[m for m in moved if ratio[m] < 1])
 
 def _best(R:dict, a:str)->tuple: # (measures tied at the top, τ, its interval dict) on axis a
     ms = [m for m in R if np.isfinite(R[m][a]['tau'])]
@@ -580,20 +581,27 @@ def axes_verdict(rows:dict,   # {data set title: rows from collect_runs}
           (f"the Ψ interval lies above 0 on every data set only for {', '.join(yes)}." if yes else
            "no measure's Ψ interval lies above 0 on every data set: none predicts the gap across axes here."))
     C = {n: c for n, rs in rows.items() for c in [coscale_reading(rs)] if c}
-    if not C: return s1 + ' ' + s2 + " **Co-scaling**: not yet run."
+    if not C: return '\n\n'.join([s1, s2, "**Co-scaling**: not yet run."])
+    labs = lambda ms, c: ', '.join(f"{MEASURES[m].label} ×{c['ratio'][m]:.2g}" for m in ms)
     def one(n, c):
-        mv = ', '.join(f"{MEASURES[m].label} ×{c['ratio'][m]:.2g}" for m in c['ratio'])
-        gap_s = (f"the gap {'rises' if c['delta'] > 0 else 'falls'} by {abs(c['delta']):.1f} points (more than two seed spreads)" if c['moved']
-                 else f"the gap changes by {c['delta']:+.1f} points, within two seed spreads ({c['sd']:.1f})")
-        return f"on {n}, k = 1 → {c['k']:.3g} moves {mv}, while {gap_s}"
-    kinds = {('measures' if c['moved_measures'] else 'no measure') + (' and gap' if c['moved'] else ', not the gap') for c in C.values()}
-    meaning = ("sharpness moves without the gap, so on these problems it is not what sets the gap (Kaur et al.'s finding)"
-               if kinds == {'measures, not the gap'} else
-               "the gap and the measures move together, consistent with the paper's reading but not a proof of it"
-               if kinds == {'measures and gap'} else
-               "the gap moves while no measure does: the measures miss what sets it" if kinds == {'no measure and gap'} else
-               "the data sets disagree, so co-scaling settles nothing here on its own")
-    s3 = "**Co-scaling** " + '; '.join(one(n, c) for n, c in C.items()) + f": {meaning}."
+        gap_s = (f"{'raises' if c['delta'] > 0 else 'lowers'} the accuracy gap by {abs(c['delta']):.1f} points (more than two seed spreads, "
+                 f"{c['sd']:.1f})" if c['moved'] else f"leaves the accuracy gap within two seed spreads ({c['delta']:+.1f} points, spread {c['sd']:.1f})")
+        ms = '; '.join(x for x in ((f"{labs(c['down'], c)} fall" if c['down'] else ''), (f"{labs(c['up'], c)} rise" if c['up'] else ''),
+                                   (f"{', '.join(MEASURES[m].label for m in c['still'])} stay within ×2" if c['still'] else '')) if x)
+        return f"on {n}, k = 1 → {c['k']:.3g} {gap_s}, while {ms}"
+    def kind(c):
+        if not c['moved']: return 'kaur' if c['up'] or c['down'] else 'none'
+        with_ = c['up'] if c['delta'] > 0 else c['down']; against = c['down'] if c['delta'] > 0 else c['up']
+        return 'with' if with_ and not against else 'against' if against and not with_ else 'miss' if not (with_ or against) else 'mixed'
+    kinds = {kind(c) for c in C.values()}
+    meaning = {'kaur': "the measures move while the gap does not, so they are not what sets the gap here (Kaur et al.'s finding)",
+               'against': "the measures that move go *against* the gap — the co-scaled runs are flatter yet generalize worse — which "
+                          "contradicts sharpness as the cause of the gap here",
+               'with': "the gap and the measures move together: consistent with the paper's reading, though co-scaling alone does not prove it",
+               'miss': "the gap moves while no measure does: the measures miss what sets it",
+               'none': "neither the gap nor the measures move", 'mixed': "the measures disagree in direction"}
+    verdict_ = meaning[kinds.pop()] if len(kinds) == 1 else "the data sets disagree, so co-scaling settles nothing on its own"
+    s3 = "**Co-scaling** " + '; '.join(one(n, c) for n, c in C.items()) + f": {verdict_}."
     return '\n\n'.join([s1, s2, s3])
 
 def along_reading(out:str|Path,       # a tracking experiment's results directory
