@@ -30,7 +30,7 @@ __all__ = ['GAP_TAGS', 'ARMS', 'GAPS', 'AXES', 'LR_ARMS', 'COSCALE_ARMS', 'K1', 
 # %% ../nbs/06a_gap.ipynb #a04c6818
 GAP_TAGS = {ds: f"{dataset_title(e.dataset)}, {e.network}"   # the <ds> of `gap-<ds>-<arm>`: what it is, from its presets
             for ds in dict.fromkeys(n.split('-')[1] for n in GAP_PRESETS) for e in [preset(f'gap-{ds}-none')]}
-ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear', 'sweep')  # the arms of `gap-<ds>-<arm>`
+ARMS = ('none', 'sam', 'asam', 'grad-norm', 'noise-iso', 'noise-sb', 'matched-updates', 'lr-linear', 'coscale', 'coscale-beta2', 'sweep')  # the arms of `gap-<ds>-<arm>`
 GAPS = {'gap_acc': ('gap acc (points)', "train − test accuracy, percentage points"),
         'gap_loss': ('gap loss', "test − train cross-entropy")}
 
