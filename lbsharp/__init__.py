@@ -13,7 +13,8 @@ from .data import load, Dataset
 from .networks import build, NETWORKS
 from .evaluation import evaluate
 from .training import train, init_model, History
-from .hooks import REMEDIES, train_kwargs, noise_scale
+from .remedies import REMEDIES, train_kwargs
+from .noise import noise_scale
 from .sharpness import Hessian, Sharpness, train_tensors
 from .measure import sharpness, hessian_spectrum, Spectrum
 from .estimators import hutchinson

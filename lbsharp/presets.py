@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, dataclasses
 from dataclasses import dataclass, field, asdict
 from .networks import NETWORKS
-from .hooks import REMEDIES
+from .remedies import REMEDIES
 from .measures import GAP_EXTRAS   # the measures the gap presets compute: one flag of each entry in `MEASURES`
 
 # %% auto #0

@@ -3,7 +3,7 @@ valid choices, the presets are valid experiments, and a run with a remedy resume
 import inspect
 import pytest, torch
 from lbsharp.training import train, init_model
-from lbsharp.hooks import REMEDIES, train_kwargs, remedy_options
+from lbsharp.remedies import REMEDIES, train_kwargs, remedy_options
 from lbsharp.experiments import REMEDY_PRESETS, exp_from_dict
 
 @pytest.fixture(scope='module')
