@@ -1,8 +1,9 @@
 """lbsharp's public API: `import lbsharp as lbs` gives what a user needs in one namespace.
 
-The modules are the tutorial's chapters (data → networks → bars → store → parallel → evaluation → contract → training →
-hooks → estimators → hessian → subspace → box (ε-sharpness) → measure → curvature → operators → measures →
-loss_landscape → presets → tracking → experiments → reproduction → cluster → remedy_analysis → gap → cli); this file only gathers their public entry points.
+The modules are the tutorial's chapters (formats → data → networks → bars → store → parallel → evaluation → contract →
+training → hooks → estimators → hessian → subspace → noise → remedies → box (ε-sharpness) → measure → curvature →
+operators → measures → loss_landscape → presets → tracking → experiments → reproduction → cluster → remedy_analysis →
+gap → cli); this file only gathers their public entry points.
 No module is named like a name of this namespace, so `lbs.sharpness`, `lbs.landscape` and `lbs.report` are the
 functions and `lbsharp.box`, `lbsharp.loss_landscape`, `lbsharp.reproduction` the modules (tests/test_imports.py).
 """
@@ -13,7 +14,8 @@ from .data import load, Dataset
 from .networks import build, NETWORKS
 from .evaluation import evaluate
 from .training import train, init_model, History
-from .hooks import REMEDIES, train_kwargs, noise_scale
+from .remedies import REMEDIES, train_kwargs
+from .noise import noise_scale
 from .contract import train_tensors
 from .hessian import Hessian
 from .box import Sharpness

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #a4117335
 from __future__ import annotations
-import gzip, inspect, os, pickle, random, struct, tempfile, zipfile, zlib
+import inspect, os, random, tempfile, zipfile, zlib
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from fastcore.basics import patch
+from .formats import read_idx_pair, read_cifar_pickle, read_cifar_batches, read_timit_npz
 
 # %% auto #0
 __all__ = ['CACHE_DIR', 'SYSTEM_DIR', 'DATASETS', 'MNIST_CLASSES', 'FASHION_CLASSES', 'PIXELS_255', 'Dataset', 'subset_indices',
-           'DataSpec', 'loader_of', 'dataset_title', 'data_roots', 'search_dirs', 'find_files', 'read_idx',
-           'read_cifar_pickle', 'atomic_write', 'load']
+           'DataSpec', 'loader_of', 'dataset_title', 'data_roots', 'search_dirs', 'find_files', 'atomic_write', 'load']
 
 # %% ../nbs/00_data.ipynb #813a93d8
 def _check_split(name, split, X, Y, k):
@@ -255,103 +255,22 @@ def find_files(name:str,                # data set with files: 'mnist', 'fashion
         return find_files(key, root)
     raise FileNotFoundError(_missing(key, dirs, files, root))
 
-# %% ../nbs/00_data.ipynb #5b92f422
-_IDX_TYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
-
-def read_idx(path:str|Path  # an IDX file, gzipped if its name ends in .gz
-            )->np.ndarray:   # the array, shaped as its header says
-    "Read an IDX file (LeCun's MNIST format), checking its magic number and its length against its header."
-    path = Path(path)
-    gz = path.suffix == '.gz'
-    try:
-        with (gzip.open if gz else open)(path, 'rb') as f: buf = f.read()
-    except FileNotFoundError: raise
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path} is not a readable {'gzip ' if gz else ''}file ({type(e).__name__}: {e}); "
-                         f"it is probably truncated or corrupt: delete it and fetch it again") from e
-    if len(buf) < 4 or buf[0] or buf[1] or buf[2] not in _IDX_TYPES or not 1 <= buf[3] <= 4:
-        raise ValueError(f"{path} is not an IDX file: bad magic number {buf[:4].hex() or 'none'} (expected 000008 then "
-                         f"the number of dimensions, e.g. 00000803 for images, 00000801 for labels); delete it and fetch it again")
-    nd, dt = buf[3], np.dtype(_IDX_TYPES[buf[2]])
-    if len(buf) < 4 + 4*nd: raise ValueError(f"{path} is truncated inside its IDX header; delete it and fetch it again")
-    dims = struct.unpack(f'>{nd}I', buf[4:4 + 4*nd])
-    want = 4 + 4*nd + int(np.prod(dims))*dt.itemsize
-    if len(buf) != want:
-        raise ValueError(f"{path} has {len(buf)} bytes but its IDX header announces shape {dims}, i.e. {want} bytes; "
-                         f"the file is truncated or corrupt: delete it and fetch it again")
-    return np.frombuffer(buf, dt, offset=4 + 4*nd).reshape(dims)
-
 # %% ../nbs/00_data.ipynb #8176b2ce
 MNIST_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
 PIXELS_255 = 'uint8 pixels / 255 -> float32 in [0, 1]; no mean subtraction, no standardisation, no augmentation (the paper\'s preprocessing)'
 
-def _idx_split(ip, lp, k=10):
-    "Images (N, 1, 28, 28) / 255 and labels from an IDX image file `ip` and label file `lp`."
-    X, Y = read_idx(ip), read_idx(lp)
-    if X.dtype != np.uint8 or X.shape[1:] != (28, 28):
-        raise ValueError(f"{ip}: expected uint8 images of shape (N, 28, 28), got {X.dtype} {X.shape}; is this an image file?")
-    if Y.dtype != np.uint8 or Y.ndim != 1:
-        raise ValueError(f"{lp}: expected uint8 labels of shape (N,), got {Y.dtype} {Y.shape}; is this a label file?")
-    if len(X) != len(Y):
-        raise ValueError(f"{ip} has {len(X)} images but {lp} has {len(Y)} labels; they must match (mixed-up or partial files?)")
-    if len(Y) and Y.max() >= k: raise ValueError(f"{lp}: label {Y.max()} is out of range [0, {k-1}]")
-    x = X.reshape(len(X), 1, 28, 28).astype(np.float32)
-    x /= 255
-    return torch.from_numpy(x), torch.from_numpy(Y.astype(np.int64))
-
 @loader_of('mnist', 'fashion-mnist')
 def _mnist_family(key, root=None, download=False):
     "MNIST or Fashion-MNIST from its four IDX files."
     p = find_files(key, root, download)
-    Xtr, Ytr = _idx_split(p[_MNIST_FILES[0]], p[_MNIST_FILES[1]])
-    Xte, Yte = _idx_split(p[_MNIST_FILES[2]], p[_MNIST_FILES[3]])
+    Xtr, Ytr = read_idx_pair(p[_MNIST_FILES[0]], p[_MNIST_FILES[1]])
+    Xte, Yte = read_idx_pair(p[_MNIST_FILES[2]], p[_MNIST_FILES[3]])
     return Dataset(key, Xtr, Ytr, Xte, Yte, MNIST_CLASSES if key == 'mnist' else FASHION_CLASSES,
                    dict(source=str(p[_MNIST_FILES[0]].parent), files=[q.name for q in p.values()],
                         origin='IDX files', preprocessing=PIXELS_255))
 
-# %% ../nbs/00_data.ipynb #38000eb4
-class _CifarUnpickler(pickle.Unpickler):
-    "Unpickler that only allows what CIFAR batches contain: numpy arrays and plain Python values."
-    _ok = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'), ('numpy', 'ndarray'),
-           ('numpy', 'dtype'), ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'), ('_codecs', 'encode')}
-    def find_class(self, module, name):
-        if (module, name) in self._ok: return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not something a CIFAR batch contains")
-
-def read_cifar_pickle(path:str|Path,           # one CIFAR python-pickle file
-                      keys:tuple=('data', 'labels') # keys it must have
-                     )->dict:                  # its content, with str keys
-    "Safely unpickle one CIFAR batch or meta file and check that it has `keys`."
-    path = Path(path)
-    try:
-        with open(path, 'rb') as f: d = _CifarUnpickler(f, encoding='bytes').load()
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable CIFAR pickle ({type(e).__name__}: {e}); "
-                         f"it is probably truncated or corrupt: delete it and fetch it again") from e
-    if not isinstance(d, dict): raise ValueError(f"{path} holds a {type(d).__name__}, not the dict of a CIFAR batch")
-    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
-    miss = [k for k in keys if k not in d]
-    if miss: raise ValueError(f"{path} lacks key(s) {miss}; it has {sorted(d)}. Is it a file of the other CIFAR (10 vs 100)?")
-    return d
-
 # %% ../nbs/00_data.ipynb #5459632c
-def _cifar_batches(paths, label_key, k):
-    "Images (N, 3, 32, 32) / 255 and labels from CIFAR pickle files `paths`."
-    xs, ys = [], []
-    for p in paths:
-        d = read_cifar_pickle(p, ('data', label_key))
-        X, Y = np.asarray(d['data']), np.asarray(d[label_key])
-        if X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != 3072:
-            raise ValueError(f"{p}: 'data' must be uint8 of shape (N, 3072), got {X.dtype} {X.shape}")
-        if Y.ndim != 1 or len(Y) != len(X) or (len(Y) and not np.issubdtype(Y.dtype, np.integer)):
-            raise ValueError(f"{p}: '{label_key}' must hold one integer label per image: {len(X)} images, labels of shape {Y.shape}")
-        if len(Y) and (Y.min() < 0 or Y.max() >= k): raise ValueError(f"{p}: label {Y.max() if Y.max() >= k else Y.min()} is out of range [0, {k-1}]")
-        xs.append(X); ys.append(Y)
-    x = np.concatenate(xs).reshape(-1, 3, 32, 32).astype(np.float32)
-    x /= 255
-    return torch.from_numpy(x), torch.from_numpy(np.concatenate(ys).astype(np.int64))
-
 @loader_of('cifar10', 'cifar100')
 def _cifar(key, root=None, download=False):
     "CIFAR-10 or CIFAR-100 (fine labels) from its python-pickle files."
@@ -360,7 +279,7 @@ def _cifar(key, root=None, download=False):
     else:                tr, te, lk, mf, nk, k = [p['train']], p['test'], 'fine_labels', p['meta'], 'fine_label_names', 100
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in read_cifar_pickle(mf, (nk,))[nk]]
     if len(classes) != k: raise ValueError(f"{mf}: '{nk}' lists {len(classes)} classes, {key} has {k}")
-    (Xtr, Ytr), (Xte, Yte) = _cifar_batches(tr, lk, k), _cifar_batches([te], lk, k)
+    (Xtr, Ytr), (Xte, Yte) = read_cifar_batches(tr, lk, k), read_cifar_batches([te], lk, k)
     return Dataset(key, Xtr, Ytr, Xte, Yte, classes, dict(source=str(mf.parent), files=[q.name for q in p.values()],
                    origin='python-pickle files', labels=lk, preprocessing=PIXELS_255))
 
@@ -372,25 +291,8 @@ def _timit(root=None, download=False,
           ):
     "TIMIT frames from a user-prepared `timit.npz`."
     p = find_files('timit', root, download)['timit.npz']
-    try: z = np.load(p, allow_pickle=False)
-    except Exception as e: raise ValueError(f"{p} is not a readable .npz file ({type(e).__name__}: {e})") from e
-    with z:
-        miss = [k for k in ('Xtr', 'Ytr', 'Xte', 'Yte') if k not in z.files]
-        if miss: raise ValueError(f"{p} lacks key(s) {miss}; it has {z.files}. Expected Xtr, Ytr, Xte, Yte (and optionally classes)")
-        a = {k: z[k] for k in z.files}
-    classes = [str(c) for c in a['classes']] if 'classes' in a else [str(i) for i in range(n_classes)]
-    if len(classes) != n_classes: raise ValueError(f"{p}: 'classes' lists {len(classes)} names but n_classes={n_classes}")
-    for x, y in (('Xtr', 'Ytr'), ('Xte', 'Yte')):
-        X, Y = a[x], a[y]
-        if X.ndim != 2 or X.shape[1] != n_features or not np.issubdtype(X.dtype, np.floating):
-            raise ValueError(f"{p}: '{x}' must be a float array of shape (N, {n_features}), got {X.dtype} {X.shape} "
-                             f"(pass n_features=... for another feature dimension)")
-        if Y.shape != (len(X),) or not np.issubdtype(Y.dtype, np.integer):
-            raise ValueError(f"{p}: '{y}' must be integer labels of shape ({len(X)},), got {Y.dtype} {Y.shape}")
-        if len(Y) and (Y.min() < 0 or Y.max() >= n_classes):
-            raise ValueError(f"{p}: '{y}' has labels in [{Y.min()}, {Y.max()}], outside [0, {n_classes-1}] (pass n_classes=... if intended)")
-    t = lambda k, dt: torch.from_numpy(np.ascontiguousarray(a[k], dtype=dt))
-    return Dataset('timit', t('Xtr', np.float32), t('Ytr', np.int64), t('Xte', np.float32), t('Yte', np.int64), classes,
+    Xtr, Ytr, Xte, Yte, classes = read_timit_npz(p, n_features, n_classes)
+    return Dataset('timit', Xtr, Ytr, Xte, Yte, classes,
                    dict(source=str(p), origin='user-supplied .npz',
                         preprocessing='as supplied in timit.npz (Kaldi features prepared by the user); nothing further'))
 

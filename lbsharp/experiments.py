@@ -15,7 +15,7 @@ from .training import train, init_model, History, resolve_batch
 from .evaluation import evaluate
 from .bars import progress, progress_jobs
 from .store import FORMAT, read_json, write_json, save_checkpoint, load_checkpoint, checkpoints
-from .hooks import train_kwargs, REMEDIES, remedy_options
+from .remedies import train_kwargs, REMEDIES, remedy_options
 from .box import model_sharpness, FAST_LBFGSB
 from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras, same_eps
 from .loss_landscape import parametric, plot_line

@@ -11,7 +11,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from .evaluation import evaluate
-from .hooks import noise_scale
+from .noise import noise_scale
 from .hessian import Hessian
 from .box import model_sharpness
 from .measure import preserved

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, dataclasses
 from dataclasses import dataclass, field, asdict
 from .networks import NETWORKS
-from .hooks import REMEDIES
+from .remedies import REMEDIES
 from .measures import GAP_EXTRAS   # the measures the gap presets compute: one flag of each entry in `MEASURES`
 
 # %% auto #0
@@ -72,7 +72,7 @@ class Experiment:
     protocol:str = 'pairs'            # 'pairs' (Tables 2-4, Figures 2-4, 7), 'warmstart' (Figure 5), 'trajectory' (Figure 6)
     every:int = 1                     # warmstart/trajectory: use every every-th SB epoch / checkpoint
     warm_epochs:int|None = None       # warmstart: epochs of each warm-started LB run (the paper: 100); None: the stopping rule
-    remedy:str|None = None            # a remedy of lbsharp.hooks.REMEDIES applied to the remedy_regimes
+    remedy:str|None = None            # a remedy of lbsharp.remedies.REMEDIES applied to the remedy_regimes
     remedy_kw:dict = field(default_factory=dict)  # its options
     remedy_regimes:tuple = ('LB',)    # regimes the remedy applies to
     extras:tuple = ()                 # more measurements at each solution: 'lam_max', 'noise' (see EXTRAS)

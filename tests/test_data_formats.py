@@ -1,11 +1,13 @@
-"""lbsharp.data beyond the notebook: search order, the (mocked) torchvision download path, and the IDX
-reader checked against torchvision's own reader on the real Fashion-MNIST files when installed."""
+"""lbsharp.data beyond the notebook: search order, the loaders on tiny files in the real layouts, the (mocked)
+torchvision download path, and the IDX reader of lbsharp.formats checked against torchvision's own reader on the real
+Fashion-MNIST files when installed."""
 import gzip, pickle, struct
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
 import lbsharp.data as D
+from lbsharp.formats import read_idx
 
 FASHION = Path('/usr/share/datasets/fashion-mnist')
 
@@ -65,6 +67,35 @@ def test_prefers_uncompressed_copy(isolated):
     assert D.load('mnist', root=isolated/'r').Xtr.max().item() == 0.0
 
 
+def test_loaders_read_the_real_layouts(isolated):
+    "Each loader on tiny files in the layouts lbsharp searches: pixels / 255 and labels exactly, class names, provenance."
+    rng, r = np.random.default_rng(0), isolated/'r'
+    arrs = {f: rng.integers(0, 256, (n, 28, 28)) if 'images' in f else rng.integers(0, 10, n)
+            for f, n in zip(D._MNIST_FILES, (7, 7, 3, 3))}
+    for f, a in arrs.items(): write_idx(r/'mnist'/f, a)                           # gzipped, in <root>/mnist
+    for f, a in arrs.items(): write_idx(r/'FashionMNIST/raw'/f[:-3], a)           # uncompressed, torchvision's layout
+    m = D.load('mnist', root=r)
+    assert m.Xtr.shape == (7, 1, 28, 28) and m.Xtr.dtype == torch.float32 and m.Ytr.dtype == torch.int64
+    assert torch.equal(m.Xtr[:, 0]*255, torch.tensor(arrs['train-images-idx3-ubyte.gz'], dtype=torch.float32))
+    assert m.Yte.tolist() == arrs['t10k-labels-idx1-ubyte.gz'].tolist() and m.meta['source'] == str(r/'mnist')
+    f = D.load('fmnist', root=r)
+    assert f.name == 'fashion-mnist' and f.classes[9] == 'Ankle boot' and torch.equal(f.Xte, m.Xte)
+    assert f.meta['source'] == str(r/'FashionMNIST/raw') and f.meta['preprocessing'] == D.PIXELS_255
+    write_cifar10(r/'cifar-10-batches-py', n=3)
+    c = D.load('cifar-10', root=r)
+    assert c.Xtr.shape == (15, 3, 32, 32) and c.Xte.shape == (3, 3, 32, 32) and c.classes[:2] == ['airplane', 'automobile']
+    assert c.Xtr.max().item() == pytest.approx(0.2) and c.Ytr.tolist() == [0, 1, 2]*5 and c.meta['labels'] == 'labels'
+    d = r/'cifar100'; d.mkdir()
+    for split, n in (('train', 4), ('test', 2)):
+        (d/split).write_bytes(pickle.dumps({b'data': np.zeros((n, 3072), np.uint8), b'fine_labels': [99, 0, 5, 1][:n],
+                                            b'coarse_labels': [0]*n}, protocol=2))
+    (d/'meta').write_bytes(pickle.dumps({b'fine_label_names': [f'f{i}'.encode() for i in range(100)]}, protocol=2))
+    c = D.load('cifar100', root=r)
+    assert (c.n_classes, c.Ytr.tolist(), c.Yte.tolist(), c.meta['labels']) == (100, [99, 0, 5, 1], [99, 0], 'fine_labels')
+    (d/'meta').write_bytes(pickle.dumps({b'fine_label_names': [b'a']*10}, protocol=2))
+    with pytest.raises(ValueError, match="lists 10 classes, cifar100 has 100"): D.load('cifar100', root=r)
+
+
 class FakeTV:
     "Stands in for a torchvision dataset class: records the call and writes the files where torchvision would."
     calls = []
@@ -110,4 +141,4 @@ def test_idx_reader_matches_torchvision_on_real_files(tmp_path):
     from torchvision.datasets.mnist import read_image_file, read_label_file
     for f, reader in (('t10k-images-idx3-ubyte', read_image_file), ('t10k-labels-idx1-ubyte', read_label_file)):
         (tmp_path/f).write_bytes(gzip.decompress((FASHION/f'{f}.gz').read_bytes()))
-        np.testing.assert_array_equal(D.read_idx(FASHION/f'{f}.gz'), reader(str(tmp_path/f)).numpy())
+        np.testing.assert_array_equal(read_idx(FASHION/f'{f}.gz'), reader(str(tmp_path/f)).numpy())

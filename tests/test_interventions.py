@@ -6,7 +6,9 @@ import math
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from lbsharp.training import train, init_model
-from lbsharp.hooks import SAM, GradNorm, NoiseIso, NoiseSB, noise_scale, train_kwargs, remedy_options, REMEDIES, _c, _flat_grad
+from lbsharp.hooks import SAM, GradNorm, _flat_grad
+from lbsharp.noise import NoiseIso, NoiseSB, noise_scale, _c
+from lbsharp.remedies import train_kwargs, remedy_options, REMEDIES
 from conftest import toy_mlp, toy_xy
 
 torch.set_default_dtype(torch.float32)

@@ -48,7 +48,7 @@ def _imports(path:Path):
 
 
 def test_order_is_known():
-    assert ORDER[:5] == ['data', 'networks', 'contract', 'training', 'hooks'], ORDER
+    assert ORDER[:9] == ['formats', 'data', 'networks', 'bars', 'store', 'parallel', 'evaluation', 'contract', 'training'], ORDER
     for m in ORDER: assert (ROOT/PKG/f'{m}.py').exists(), f"notebook exports {m} but {PKG}/{m}.py is missing: run nbdev_export"
 
 

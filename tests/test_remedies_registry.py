@@ -1,9 +1,9 @@
-"""Plain pytest checks of the remedies registry (`lbsharp.hooks`): every remedy yields valid `train` arguments, errors name the
+"""Plain pytest checks of the remedies registry (`lbsharp.remedies`): every remedy yields valid `train` arguments, errors name the
 valid choices, the presets are valid experiments, and a run with a remedy resumes exactly from a checkpoint."""
 import inspect
 import pytest, torch
 from lbsharp.training import train, init_model
-from lbsharp.hooks import REMEDIES, train_kwargs, remedy_options
+from lbsharp.remedies import REMEDIES, train_kwargs, remedy_options
 from lbsharp.experiments import REMEDY_PRESETS, exp_from_dict
 
 @pytest.fixture(scope='module')
