@@ -609,6 +609,8 @@ def along_reading(out:str|Path,       # a tracking experiment's results director
                  )->str:              # one Markdown paragraph
     "LB/SB φ at each stopping rule's stop (tracked on the evaluation subset), against the paper's ratio."
     if not (Path(out)/'experiment.json').exists(): return f"Not yet run: no tracking experiment in {out}."
+    n = {g: sum(a['regime'] == g for a in along(out)) for g in ('SB', 'LB')}
+    if not all(n.values()): return f"Only {n['SB']} SB and {n['LB']} LB runs are committed so far: the ratios need both."
     r = along_ratios(out)
     if not r: return 'Not yet run.'
     def part(rule, v):
