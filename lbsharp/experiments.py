@@ -20,7 +20,7 @@ from .measures import EXTRAS, MEASURES, check_extras
 from .tracking import Tracker
 from .provenance import REPRODUCIBLE_ENV, environment, cpu_features
 from .runs import load_data, save_model, load_model, check_device, check_fits, measure_model, run_one, _claim, _sharp_data
-from .protocols import Protocol, PROTOCOLS, warmstart, trajectory
+from .protocols import Protocol, PROTOCOLS, protocol_of, warmstart, trajectory
 
 # %% auto #0
 __all__ = ['validate', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs',
@@ -53,9 +53,9 @@ def _check_fields(exp:Experiment):
     if exp.target is not None and (not num(exp.target) or exp.target < 0):
         bad(f"target={exp.target!r} must be a training loss >= 0, or null (None) for no target")
     lookup(NETWORKS, exp.network, 'network')
-    for k, allowed in (('bn', BN_MODES), ('init', INITS), ('protocol', PROTOCOLS), ('A_dist', ('normal', 'uniform'))):
+    for k, allowed in (('bn', BN_MODES), ('init', INITS), ('protocol', list(PROTOCOLS)), ('A_dist', ('normal', 'uniform'))):
         if getattr(exp, k) not in allowed: bad(f"{k}={getattr(exp, k)!r} is unknown; use one of {list(allowed)}")
-    if (msg := PROTOCOLS[exp.protocol].check(exp)): bad(msg)
+    if (msg := protocol_of(exp).check(exp)): bad(msg)
     if exp.remedy is not None:
         lookup(REMEDIES, exp.remedy, 'remedy', 'remedies')
         opts = remedy_options(exp.remedy); unknown = sorted(set(exp.remedy_kw) - set(opts))
@@ -103,11 +103,11 @@ def unit_name(u:tuple)->str:
 
 def units(exp:Experiment)->list[list[tuple]]:
     "The independent units of work of `exp`, in waves (its protocol's entry): every unit of a wave may run at once, after the previous wave."
-    return PROTOCOLS[exp.protocol].units(exp)
+    return protocol_of(exp).units(exp)
 
 def _unit_files(exp:Experiment, out:Path, u:tuple)->list[Path]:
     "The files whose existence marks unit `u` finished (its protocol's entry)."
-    return PROTOCOLS[exp.protocol].files(exp, out, u)
+    return protocol_of(exp).files(exp, out, u)
 
 def unit_done(exp:Experiment, out:str|Path, u:tuple)->bool:
     "Whether unit `u` of `exp` is finished in results directory `out`."
@@ -164,7 +164,7 @@ def run_unit(exp:Experiment,        # the experiment
         if unit_done(exp, out, u): return False                          # finished while we waited for the claim
         _drop_tmp(exp, out, u)
         data = load_data(exp) if data is None else data
-        PROTOCOLS[exp.protocol].run(exp, out, u, data, quiet, keep_checkpoints)
+        protocol_of(exp).run(exp, out, u, data, quiet, keep_checkpoints)
         return True
     finally:
         lock.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from .provenance import environment
 from .runs import run_one, measure_model, _claim, _sharp_data, _x0, _final, _landscapes
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'Protocol', 'warmstart', 'trajectory']
+__all__ = ['PROTOCOLS', 'Protocol', 'warmstart', 'trajectory', 'protocol_of']
 
 # %% ../nbs/04e_protocols.ipynb #04ex21
 @dataclass(frozen=True)
@@ -169,3 +169,9 @@ PROTOCOLS = {
                            check=_sb_lb,
                            units=lambda exp: [[(k, t, r) for t in range(exp.trials) for r in ('SB', 'LB')] for k in ('run', 'trajectory')],
                            files=_traj_files, run=_traj_run)}
+
+def protocol_of(exp:Experiment)->Protocol:
+    "The registry entry of `exp`'s protocol; an unknown name is a `ValueError` naming the known ones."
+    try: return PROTOCOLS[exp.protocol]
+    except (KeyError, TypeError):
+        raise ValueError(f"experiment {exp.name!r}: protocol={exp.protocol!r} is unknown; use one of {list(PROTOCOLS)}") from None
