@@ -24,10 +24,10 @@ __all__ = ['PROTOCOLS', 'Protocol', 'warmstart', 'trajectory', 'protocol_of']
 class Protocol:
     "One protocol of the engine: what it needs of an experiment, its units in waves, the files that mark a unit finished, how a unit runs."
     doc:str         # what it computes (the paper's tables or figures)
-    check:Callable  # check(exp) -> None, or what makes `exp` unrunnable under this protocol (a sentence; no data needed)
+    check:Callable  # check(exp) -> None, or what makes exp unrunnable under this protocol (a sentence; no data needed)
     units:Callable  # units(exp) -> waves of units, each unit a tuple (kind, trial, ...); a wave's units run in any order, or at once
-    files:Callable  # files(exp, out, u) -> the files whose existence marks unit `u` finished (a Path each)
-    run:Callable    # run(exp, out, u, data, quiet, keep_checkpoints): do unit `u` into `out` (data validated and loaded)
+    files:Callable  # files(exp, out, u) -> the files whose existence marks unit u finished (a Path each)
+    run:Callable    # run(exp, out, u, data, quiet, keep_checkpoints): do unit u into out (data validated and loaded)
 
 def _unknown(exp:Experiment, u:tuple):
     raise ValueError(f"unknown unit {u!r} for the {exp.protocol} protocol of experiment {exp.name!r}")
@@ -41,9 +41,9 @@ def _sb_lb(exp:Experiment)->str|None:
 # %% ../nbs/04e_protocols.ipynb #2e2bfe44
 def _one_measure(exp): return dataclasses.replace(exp, eps=exp.eps[:1], p=0)
 
-def warmstart(exp:Experiment,   # a warm-start experiment, validated (`lbsharp.experiments.validate`)
+def warmstart(exp:Experiment,   # a warm-start experiment, validated (lbsharp.experiments.validate)
               out:str|Path,     # its results directory
-              data:Dataset,     # its data, loaded (what `validate` returns)
+              data:Dataset,     # its data, loaded (what validate returns)
               quiet:bool=False, # no progress bars
               trials:list|None=None, at:list|None=None # only these trials / SB epochs (None: all)
              )->Path:
@@ -70,9 +70,9 @@ def warmstart(exp:Experiment,   # a warm-start experiment, validated (`lbsharp.e
                        environment=environment(exp.device), settings=exp_to_dict(exp)))
     return out
 
-def trajectory(exp:Experiment,   # a trajectory experiment, validated (`lbsharp.experiments.validate`)
+def trajectory(exp:Experiment,   # a trajectory experiment, validated (lbsharp.experiments.validate)
                out:str|Path,     # its results directory
-               data:Dataset,     # its data, loaded (what `validate` returns)
+               data:Dataset,     # its data, loaded (what validate returns)
                quiet:bool=False, # no progress bars
                trials:list|None=None, regimes:list|None=None # only these trials / regimes (None: all)
               )->Path:
