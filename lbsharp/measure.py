@@ -28,7 +28,7 @@ __all__ = ['MEASURE_BN', 'as_loss', 'preserved', 'recompute_bn_stats', 'measurin
 # %% ../nbs/03a_measure.ipynb #d4e25ad5
 def as_loss(loss_fn:Callable|None=None, # loss_fn(logits, y) returning the batch mean; None: cross-entropy, or MSE for float targets
             target:Tensor|None=None        # the targets (float ones make the default the mean squared error)
-           ):             # a loss f(logits, y, reduction='sum'|'mean') for lbsharp.training.evaluate
+           ):             # a loss f(logits, y, reduction='sum'|'mean') for lbsharp.evaluation.evaluate
     "Adapt any loss to the `reduction=` interface of the evaluator, checking it returns a scalar."
     if loss_fn is None: loss_fn = F.mse_loss if target is not None and target.is_floating_point() else F.cross_entropy
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable as loss_fn(logits, y), got {type(loss_fn).__name__}")
