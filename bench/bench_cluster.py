@@ -28,7 +28,8 @@ p.add_argument('--keep', help="keep the stores under this directory")
 a = p.parse_args()
 code = Path(a.code or Path(__file__).resolve().parent.parent).resolve()
 sys.path.insert(0, str(code))
-from lbsharp.experiments import preset, load_data
+from lbsharp.experiments import load_data
+from lbsharp.presets import preset
 from lbsharp.cli import parse_sets
 try: from lbsharp.cluster import job_threads
 except ImportError: job_threads = lambda j: max(1, len(os.sched_getaffinity(0)) // j)

@@ -33,7 +33,8 @@ import argparse, math, statistics, time, warnings
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 
 from lbsharp.data import load
-from lbsharp.training import init_model, train, evaluate
+from lbsharp.training import init_model, train
+from lbsharp.evaluation import evaluate
 from lbsharp.hessian import Hessian
 from lbsharp.curvature import spectral_density, hutchpp
 

@@ -254,7 +254,7 @@ def sec_training(R, S):
 def sec_sharpness(R, S, model, X, Y):
     "[2] full-space eps-sharpness of C2 on the CIFAR-shaped samples."
     import lbsharp as lbs
-    from lbsharp.training import evaluate
+    from lbsharp.evaluation import evaluate
     dev, chunk, res = R.dev, S['sharp_chunk'], {}
     R.log(f"[2] full-space eps-sharpness of {S['cnn']} ({sum(q.numel() for q in model.parameters()):,} parameters) at its initial point "
           f"(init_model({S['cnn']!r}, seed=0)) on {len(X):,} CIFAR-shaped samples, chunk {chunk}: lbsharp.box(model, (X, Y), 1e-3, "
@@ -292,7 +292,7 @@ def sec_subspace(R, S, model, X, Y, full):
     import torch
     import lbsharp as lbs
     from torch.nn.utils import parameters_to_vector, vector_to_parameters
-    from lbsharp.training import evaluate
+    from lbsharp.evaluation import evaluate
     from lbsharp.subspace import Subspace
     from lbsharp.contract import trainable_params
     dev, chunk, p, res = R.dev, S['sharp_chunk'], S['sub_p'], {}
@@ -366,7 +366,8 @@ def sec_products(R, S):
     "[4] Hessian-vector products per gradient."
     import torch
     import lbsharp as lbs
-    from lbsharp.training import init_model, evaluate
+    from lbsharp.training import init_model
+    from lbsharp.evaluation import evaluate
     dev, res = R.dev, {}
     k, reps = S['prod_k'], S['prod_repeats']
     R.log(f"[4] Hessian-vector products per gradient (lbsharp.Hessian at the initial point, synthetic data, medians of "

@@ -18,7 +18,8 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector
 
 from lbsharp.data import load
-from lbsharp.training import init_model, train, evaluate
+from lbsharp.training import init_model, train
+from lbsharp.evaluation import evaluate
 from lbsharp.box import model_sharpness, box_sharpness
 from lbsharp.hessian import Hessian
 from lbsharp.subspace import Subspace

@@ -26,7 +26,8 @@ import argparse, os, platform, statistics, time
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from lbsharp.training import init_model, evaluate
+from lbsharp.training import init_model
+from lbsharp.evaluation import evaluate
 from lbsharp.subspace import Subspace
 from lbsharp.contract import trainable_params
 

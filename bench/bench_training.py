@@ -25,7 +25,8 @@ import argparse, statistics, time, math, os
 import torch, torch.nn.functional as F
 from lbsharp.data import Dataset
 from lbsharp.networks import build, n_params
-from lbsharp.training import train, evaluate
+from lbsharp.training import train
+from lbsharp.evaluation import evaluate
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)

@@ -241,21 +241,39 @@ def trainable_params(model:nn.Module,  # the network
         chosen.update(id(q) for q in got)
     return [p for p in ps if id(p) in chosen]
 
+def _random_items(ds)->bool:
+    "Whether fetching item 0 of a map-style dataset twice gives different inputs (random transforms)."
+    try: a, b = ds[0], ds[0]
+    except Exception: return False
+    a, b = (a[0], b[0]) if isinstance(a, (tuple, list)) else (a, b)
+    return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and not torch.equal(a, b)
+
 def train_tensors(data,                 # (X, Y) tensors (X may be a dict of named inputs), an lbsharp Dataset (train split), a torch Dataset or a DataLoader (any order)
-                  model:nn.Module,      # the model (device and dtype follow it)
-                  subset:int|None=None  # keep the seeded random subset subset_indices(len, subset) (None: all)
-                 )->tuple[Tensor, Tensor]:
-    "The training inputs and labels that define f, on the model's device."
+                  model:nn.Module,      # the model: X and Y go to its device, float inputs to its dtype
+                  subset:int|None=None, # keep the seeded random subset subset_indices(len, subset) (None: all)
+                  batch_size:int=256    # batch size for reading a torch Dataset
+                 )->tuple[Tensor, Tensor]: # (X, Y) defining f, on the model's device
+    "The training inputs and labels that define f, checked, read once, on the model's device: the library's one data reader."
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    trainable_params(model)                   # raises early for a model with nothing to measure
+    if isinstance(data, Tensor):
+        raise TypeError("data is a single tensor; pass (X, Y): the inputs AND the integer labels that define the loss")
     if hasattr(data, 'Xtr') and hasattr(data, 'Ytr'): X, Y = data.Xtr, data.Ytr
     elif isinstance(data, torch.utils.data.Dataset) and not isinstance(data, IterableDataset):
-        return train_tensors(DataLoader(data, batch_size=256, shuffle=False), model, subset)
+        return train_tensors(DataLoader(data, batch_size=batch_size, shuffle=False), model, subset)
     elif isinstance(data, DataLoader):
+        if not isinstance(data.dataset, IterableDataset) and _random_items(data.dataset):
+            warnings.warn("the dataset returns a different item 0 each time (random transforms/augmentation?): f is "
+                          "measured on the one draw read now; use the dataset without augmentation for a reproducible f")
         bs = list(_batches(in_order(data)))
         if not bs: raise ValueError("the DataLoader yields no batches (an empty dataset, or drop_last with fewer samples "
                                     "than batch_size): the measurement needs the training data")
         xs = [x for x, _ in bs]
         X, Y = Inputs.cat(xs) if isinstance(xs[0], Inputs) else torch.cat(xs), torch.cat([y for _, y in bs])
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
+    elif isinstance(data, (tuple, list)):
+        if not (len(data) == 2 and isinstance(data[0], (Tensor, dict, Inputs)) and isinstance(data[1], Tensor)):
+            raise TypeError(f"data given as a {type(data).__name__} must be (X, Y): two tensors, inputs and labels (X may be a dict of named input tensors); "
+                            f"got {len(data)} item(s) of types {[type(t).__name__ for t in data]}")
         X, Y = data
         if isinstance(X, dict): X = Inputs(X)
     else: raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset, a torch Dataset or a DataLoader, not {type(data).__name__}")

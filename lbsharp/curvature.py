@@ -12,7 +12,7 @@ from torch import Tensor
 from fastcore.basics import patch
 from .evaluation import evaluate
 from .bars import progress
-from .estimators import _like, _mm, rademacher, TraceEstimate, hutchinson
+from .estimators import _like, _mm, rademacher, TraceEstimate, hutchinson, lanczos_step
 
 # %% auto #0
 __all__ = ['Matrix', 'lanczos', 'SpectralDensity', 'spectral_density', 'hutchpp']
@@ -49,10 +49,7 @@ def lanczos(op,                 # operator with n and mm (a Hessian, a Matrix)
         W = _mm(op, Q[act, j].T, block or len(act)).T
         done = []
         for w, c in zip(W, act):
-            al[c, j] = float(Q[c, j] @ w)
-            B = Q[c, :j+1]
-            for _ in range(2): w = w - B.T @ (B @ w)
-            b = float(w.norm())
+            al[c, j], w, b = lanczos_step(Q[c, j], w, Q[c, :j+1])   # the package's one Lanczos step (estimators)
             if j + 1 == steps: break
             if b <= tol*max(np.abs(al[c, :j+1]).max(), 1e-30): lens[c] = j + 1; done.append(c)
             else: be[c, j], Q[c, j+1] = b, w/b

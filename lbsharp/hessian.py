@@ -16,7 +16,7 @@ from .evaluation import evaluate
 from .bars import progress
 from .parallel import dist_info, all_reduce64
 from .contract import _Through, LOW_PRECISION, model_dtype, trainable_params, train_tensors, check_batch
-from .estimators import hutchinson
+from .estimators import hutchinson, lanczos_step
 
 # %% auto #0
 __all__ = ['MathAttention', 'Hessian', 'exact_hessian']
@@ -181,10 +181,8 @@ def eigenvalues(self:Hessian,
     Q, al, be, prev = [self.start(seed)], [], [], None
     for j in progress(range(min(max_products, self.n)), label=f'Lanczos, top {k} (at most {min(max_products, self.n)} products)'):
         w = first[2].clone() if (j == 0 and reuse) else self.mv(Q[-1])
-        al.append(float(Q[-1] @ w))
-        Qm = torch.stack(Q)
-        for _ in range(2): w = w - Qm.T @ (Qm @ w)                    # full reorthogonalisation
-        beta = float(w.norm())
+        a, w, beta = lanczos_step(Q[-1], w, torch.stack(Q))          # the package's one Lanczos step (estimators)
+        al.append(a)
         th, S = np.linalg.eigh(np.diag(al) + np.diag(be, 1) + np.diag(be, -1))
         th, S = th[::-1][:k], S[:, ::-1][:, :k]
         res = beta*np.abs(S[-1])                                       # ‖H u - θ u‖ of each Ritz pair

@@ -18,8 +18,8 @@ from .evaluation import evaluate, chunk_slices
 from .bars import progress
 from .store import jsonable, write_json, read_json
 from .networks import bn_layers
-from .contract import data_form, in_float32, check_batch
-from .measure import preserved, recompute_bn_stats, as_tensors, as_loss, measuring, probe
+from .contract import data_form, in_float32, check_batch, train_tensors
+from .measure import preserved, recompute_bn_stats, as_loss, measuring, probe
 
 # %% auto #0
 __all__ = ['PATHS', 'check_compatible', 'path_coefs', 'parametric', 'plot_line', 'save_result', 'load_result', 'random_direction',
@@ -309,7 +309,7 @@ def plot_surface(res:dict,             # a 2-D result of scan
 
 # %% ../nbs/04_landscape.ipynb #88be5a81
 def landscape(model:nn.Module,       # network at the centre x (evaluated in place, restored afterwards)
-              data,                  # training data in any form as_tensors accepts
+              data,                  # training data in any form train_tensors accepts
               dims:int=1,            # 1 (a line) or 2 (a plane)
               coords:list|np.ndarray|None=None,           # steps along each direction; default linspace(-1, 1, 25) (1-D) or (-1, 1, 21) (2-D)
               directions:Tensor|tuple|None=None,       # d1 or (d1, d2), flat like parameters_to_vector; None: random, filter-normalized
@@ -328,9 +328,9 @@ def landscape(model:nn.Module,       # network at the centre x (evaluated in pla
     t0 = time.perf_counter()
     if dims not in (1, 2): raise ValueError(f"dims={dims} must be 1 (a line) or 2 (a plane)")
     with in_float32(model) as own:   # a float16/bfloat16 model: measured in float32 at its weights, then put back
-        X, Y = as_tensors(data, model, subset)
+        X, Y = train_tensors(data, model, subset)
         if hasattr(test_data, 'Xte'): test_data = (test_data.Xte, test_data.Yte)   # an lbsharp Dataset: its test split
-        splits = [('train', X, Y)] + ([('test', *as_tensors(test_data, model))] if test_data is not None else [])
+        splits = [('train', X, Y)] + ([('test', *train_tensors(test_data, model))] if test_data is not None else [])
         if directions is None: directions = [random_direction(model, seed + i) for i in range(dims)]
         ds = [directions] if isinstance(directions, Tensor) else list(directions)
         if len(ds) != dims: raise ValueError(f"dims={dims} needs {dims} direction(s), got {len(ds)}")

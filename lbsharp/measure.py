@@ -22,46 +22,13 @@ from .box import Sharpness, model_sharpness
 from .networks import bn_layers
 
 # %% auto #0
-__all__ = ['MEASURE_BN', 'as_tensors', 'as_loss', 'preserved', 'recompute_bn_stats', 'measuring', 'probe', 'sharpness',
-           'Spectrum', 'hessian_spectrum']
-
-# %% ../nbs/03a_measure.ipynb #c637919d
-def _random_items(ds)->bool:
-    "Whether fetching item 0 of a map-style dataset twice gives different inputs (random transforms)."
-    try: a, b = ds[0], ds[0]
-    except Exception: return False
-    a, b = (a[0], b[0]) if isinstance(a, (tuple, list)) else (a, b)
-    return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and not torch.equal(a, b)
-
-# %% ../nbs/03a_measure.ipynb #2b953247
-def as_tensors(data,                  # (X, Y), an lbsharp Dataset, a torch Dataset, or a DataLoader (any order)
-               model:nn.Module,       # the model: X and Y go to its device, float inputs to its dtype
-               subset:int|None=None,  # keep the seeded random subset subset_indices(len, subset) (None: all)
-               batch_size:int=256     # batch size for reading a torch Dataset
-              )->tuple[Tensor, Tensor]: # (X, Y) defining f, on the model's device
-    "The training inputs and labels that define f, checked, then read once by `lbsharp.contract.train_tensors`."
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    trainable_params(model)                   # raises early for a model with nothing to measure
-    if isinstance(data, Tensor):
-        raise TypeError("data is a single tensor; pass (X, Y): the inputs AND the integer labels that define the loss")
-    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, IterableDataset) and not hasattr(data, 'Xtr'):
-        data = DataLoader(data, batch_size=batch_size, shuffle=False)
-    if isinstance(data, DataLoader):
-        if not isinstance(data.dataset, IterableDataset) and _random_items(data.dataset):
-            warnings.warn("the dataset returns a different item 0 each time (random transforms/augmentation?): f is "
-                          "measured on the one draw read now; use the dataset without augmentation for a reproducible f")
-    elif isinstance(data, (tuple, list)):
-        if not (len(data) == 2 and isinstance(data[0], (Tensor, dict)) and isinstance(data[1], Tensor)):
-            raise TypeError(f"data given as a {type(data).__name__} must be (X, Y): two tensors, inputs and labels (X may be a dict of named input tensors); "
-                            f"got {len(data)} item(s) of types {[type(t).__name__ for t in data]}")
-    elif not (hasattr(data, 'Xtr') and hasattr(data, 'Ytr')):
-        raise TypeError(f"data must be (X, Y) tensors, an lbsharp Dataset, a torch Dataset or a DataLoader, not {type(data).__name__}")
-    return train_tensors(data, model, subset)
+__all__ = ['MEASURE_BN', 'as_loss', 'preserved', 'recompute_bn_stats', 'measuring', 'probe', 'sharpness', 'Spectrum',
+           'hessian_spectrum']
 
 # %% ../nbs/03a_measure.ipynb #d4e25ad5
 def as_loss(loss_fn:Callable|None=None, # loss_fn(logits, y) returning the batch mean; None: cross-entropy, or MSE for float targets
             target:Tensor|None=None        # the targets (float ones make the default the mean squared error)
-           ):             # a loss f(logits, y, reduction='sum'|'mean') for lbsharp.training.evaluate
+           ):             # a loss f(logits, y, reduction='sum'|'mean') for lbsharp.evaluation.evaluate
     "Adapt any loss to the `reduction=` interface of the evaluator, checking it returns a scalar."
     if loss_fn is None: loss_fn = F.mse_loss if target is not None and target.is_floating_point() else F.cross_entropy
     if not callable(loss_fn): raise TypeError(f"loss_fn must be callable as loss_fn(logits, y), got {type(loss_fn).__name__}")
@@ -165,7 +132,7 @@ def probe(model:nn.Module,   # the network, in the mode to check (inside measuri
 
 # %% ../nbs/03a_measure.ipynb #ae4e0a77
 def sharpness(model:nn.Module,        # classifier returning logits, measured at its current weights
-              data,                   # training data in any form as_tensors accepts
+              data,                   # training data in any form train_tensors accepts
               eps:float=1e-3,         # box size ε (the paper: 1e-3 and 5e-4)
               p:int|None=None,        # None: full space; an int: random subspace of that dimension (the paper: 100)
               adaptive:bool=False,    # box ε|x_i| (scale-invariant) instead of ε(|x_i|+1)
@@ -178,7 +145,7 @@ def sharpness(model:nn.Module,        # classifier returning logits, measured at
              )->Sharpness:
     "Keskar et al.'s ε-sharpness of any model on data in any form, in an explicit evaluation mode (float16/bfloat16 in float32)."
     with in_float32(model) as own:
-        X, Y = as_tensors(data, model, subset)
+        X, Y = train_tensors(data, model, subset)
         with measuring(model, bn, X, chunk) as mode:
             r = model_sharpness(model, (X, Y), eps=eps, p=p, adaptive=adaptive, chunk=chunk, loss_fn=as_loss(loss_fn, Y),
                            output_fn=output_fn, **kwargs)
@@ -213,7 +180,7 @@ class Spectrum:
     def to_dict(self)->dict: return {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'vectors'}
 
 def hessian_spectrum(model:nn.Module,      # classifier returning logits (its weights are not changed)
-                     data,                 # training data in any form as_tensors accepts
+                     data,                 # training data in any form train_tensors accepts
                      k:int=1,              # number of largest eigenvalues
                      trace:int=0,          # Rademacher probes for Hutchinson's trace estimate (0: no trace)
                      tol:float=1e-3,       # relative accuracy of the eigenvalues
@@ -229,7 +196,7 @@ def hessian_spectrum(model:nn.Module,      # classifier returning logits (its we
     "Top-`k` Hessian eigenvalues (and trace) of the mean training loss of any model, in an explicit mode (float16/bfloat16 in float32)."
     t0 = time.perf_counter()
     with in_float32(model) as own:
-        X, Y = as_tensors(data, model, subset)
+        X, Y = train_tensors(data, model, subset)
         loss = as_loss(loss_fn, Y)
         with measuring(model, bn, X, chunk) as mode:
             H = Hessian(model, (X, Y), chunk=chunk, loss_fn=loss, output_fn=output_fn)

@@ -16,9 +16,9 @@ from .evaluation import chunk_slices
 from .bars import progress
 from .parallel import dist_info, all_reduce64
 from .networks import bn_layers
-from .contract import Inputs, trainable_params, in_float32, data_form
+from .contract import Inputs, trainable_params, in_float32, data_form, train_tensors
 from .hessian import Hessian, _grad
-from .measure import as_tensors, as_loss, measuring
+from .measure import as_loss, measuring
 
 # %% auto #0
 __all__ = ['FISHER_METHODS', 'OPERATORS', 'KINDS', 'GGN', 'Fisher', 'layers_of', 'LayerSpectra', 'layer_spectra']
@@ -305,7 +305,7 @@ def plot(self:LayerSpectra,
 
 # %% ../nbs/03c_operators.ipynb #4df3b71d
 def layer_spectra(model:nn.Module,      # classifier (or regressor) returning logits (its weights are not changed)
-                  data,                 # training data in any form as_tensors accepts
+                  data,                 # training data in any form train_tensors accepts
                   kind:str='hessian',   # 'hessian', 'ggn' or 'fisher' (see OPERATORS)
                   k:int=1,              # top eigenvalues per layer
                   layers=None,          # None: every module owning trainable parameters; else a list of blocks (each as params=)
@@ -326,7 +326,7 @@ def layer_spectra(model:nn.Module,      # classifier (or regressor) returning lo
                          "parameter or list of them); for one block use the operator itself with params=")
     t0 = time.perf_counter()
     with in_float32(model) as own:
-        X, Y = as_tensors(data, model, subset)
+        X, Y = train_tensors(data, model, subset)
         loss = as_loss(loss_fn, Y)
         blocks = layers_of(model) if layers is None else [(_label(model, b), trainable_params(model, b)) for b in layers]
         rows = []

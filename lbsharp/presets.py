@@ -61,7 +61,7 @@ class Experiment:
     A_dist:str = 'normal'             # distribution of A's entries
     A_seed:int = 0                    # seed of A
     sharp_iters:int = 10              # L-BFGS-B iterations
-    sharp_solver:str|None = None      # L-BFGS-B setting (None: the sharpness module's default, see its notebook)
+    sharp_solver:str|None = None      # L-BFGS-B setting (None: lbsharp.box's default, see the sharpness page)
     sharp_subset:int|None = None      # training samples defining f for sharpness (None: all)
     landscape_trials:tuple = (0,)     # trials that get Figure 3/7 parametric plots
     alphas:int = 25                   # points on α ∈ [-1, 2]

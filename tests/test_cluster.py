@@ -18,7 +18,7 @@ THREADS = 1   # threads per process, both ways
 SETS = dict(trials=2, epochs=3, data_kw={'n_samples': 1000}, eps=[1e-3], p=5, sharp_iters=2, alphas=3)
 
 def tiny():
-    from lbsharp.experiments import preset
+    from lbsharp.presets import preset
     return preset('quick', **SETS)
 
 def _strip(o):

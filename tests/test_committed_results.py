@@ -23,7 +23,9 @@ from pathlib import Path
 import json, math, os, subprocess, sys
 import pytest
 
-from lbsharp.experiments import load_runs, read_json, write_json, run, preset, export_results, REPRODUCIBLE_ENV
+from lbsharp.experiments import load_runs, run, export_results, REPRODUCIBLE_ENV
+from lbsharp.store import read_json, write_json
+from lbsharp.presets import preset
 
 QUICK = Path(__file__).resolve().parent.parent/'nbs'/'results'/'quick'
 CROSS_CPU_RTOL = 3e-3   # measured: see the module docstring

@@ -2,7 +2,8 @@
 import math, numpy as np, pytest, torch, torch.nn as nn, torch.nn.functional as F
 from lbsharp.networks import build
 from lbsharp.hessian import Hessian
-from lbsharp.curvature import Matrix, SpectralDensity, TraceEstimate, spectral_density, hutchinson, hutchpp, rademacher
+from lbsharp.curvature import Matrix, SpectralDensity, spectral_density, hutchpp
+from lbsharp.estimators import TraceEstimate, hutchinson, rademacher
 
 curvlinops = pytest.importorskip('curvlinops')
 from scipy.sparse.linalg import eigsh

@@ -9,7 +9,9 @@ import json, os, shutil, signal, socket, subprocess, sys, time
 import pytest, torch
 
 from lbsharp.cli import main
-from lbsharp.experiments import save_model, read_json, run, preset, validate, load_model
+from lbsharp.experiments import save_model, run, validate, load_model
+from lbsharp.store import read_json
+from lbsharp.presets import preset
 from lbsharp.cluster import submit
 from lbsharp.networks import build
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from scipy.stats import kendalltau
 from lbsharp.store import write_json
 from lbsharp.presets import Experiment, exp_to_dict
-from lbsharp.experiments import FORMAT
+from lbsharp.store import FORMAT
 from lbsharp.measures import MEASURES, RANKED
 from lbsharp.gap import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
                          gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick,

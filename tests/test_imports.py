@@ -65,3 +65,33 @@ def test_the_checker_sees_each_kind_of_edge(tmp_path):
 
 def test_known_edges_still_exist():
     for mod, target in KNOWN: assert ('import', target) in edges(PKG/f'{mod}.py'), f"{mod} -> {target} is gone: strike it from KNOWN"
+
+def exported(path:Path)->list:
+    "The names in a module's `__all__` (nbdev writes it from the `#| export` cells: what the module defines)."
+    for n in ast.parse(path.read_text()).body:
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == '__all__' for t in n.targets):
+            return list(ast.literal_eval(n.value))
+    return []
+
+def homes(paths)->dict:
+    "name -> the modules whose `__all__` holds it."
+    out = {}
+    for p in paths:
+        for name in exported(p): out.setdefault(name, []).append(p.stem)
+    return out
+
+def test_each_public_name_has_one_home():
+    "No two modules export the same name (one `main`, one `sharpness`, ...): a reader knows where a name lives."
+    twice = {k: v for k, v in homes(sorted(p for p in PKG.glob('*.py') if p.stem not in ('__init__', '_modidx'))).items() if len(v) > 1}
+    assert not twice, f"names exported by more than one module: {twice}; keep one definition and import it"
+
+def test_the_home_checker_sees_a_name_twice(tmp_path):
+    (tmp_path/'a.py').write_text("__all__ = ['main', 'f']\n"); (tmp_path/'b.py').write_text("__all__ = ['main']\n")
+    assert homes([tmp_path/'a.py', tmp_path/'b.py']) == {'main': ['a', 'b'], 'f': ['a']}
+
+def test_no_package_name_hides_a_module():
+    "`lbs.<name>` is never a function or class named like a module, so `lbsharp.<name>` means one thing."
+    import lbsharp
+    mods = {p.stem for p in PKG.glob('*.py')} - {'__init__', '_modidx'}
+    hidden = sorted(n for n in lbsharp.__all__ if n in mods and not isinstance(getattr(lbsharp, n), type(lbsharp)))
+    assert not hidden, f"{', '.join('lbsharp.' + n for n in hidden)}: package-level names that hide the modules of the same name; rename one"

@@ -1,8 +1,9 @@
 """Landscape checks on the library's own networks (the notebook tests use hand-built tiny models)."""
 import numpy as np, pytest, torch
 from lbsharp.networks import build
-from lbsharp.training import evaluate
-from lbsharp.loss_landscape import parametric, scan, random_direction, plot_line, preserved
+from lbsharp.evaluation import evaluate
+from lbsharp.loss_landscape import parametric, scan, random_direction, plot_line
+from lbsharp.measure import preserved
 from conftest import toy_dataset
 
 def _data(): return toy_dataset(202, 64, labels='random')   # MNIST-1D-shaped: 40 features, 10 classes

@@ -7,7 +7,8 @@ from lbsharp.data import Dataset
 from lbsharp.hessian import exact_hessian
 import importlib
 S = importlib.import_module("lbsharp.box")   # the ε-sharpness engine (`lbs.sharpness` is the public function, lbsharp.measure)
-from lbsharp.measure import as_tensors, as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN
+from lbsharp.contract import train_tensors
+from lbsharp.measure import as_loss, measuring, probe, sharpness, hessian_spectrum, MEASURE_BN
 from lbsharp.loss_landscape import landscape
 from conftest import toy_mlp, toy_xy, adam_fit
 
@@ -179,7 +180,7 @@ def test_bad_input_clear_errors(model, data, entry):
 def test_random_transforms_warned(data):
     class Augmented(TensorDataset):
         def __getitem__(self, i): x, y = super().__getitem__(i); return x + 0.1*torch.randn_like(x), y
-    with pytest.warns(UserWarning, match='random transforms'): as_tensors(Augmented(*data), mlp())
+    with pytest.warns(UserWarning, match='random transforms'): train_tensors(Augmented(*data), mlp())
 
 
 def test_as_loss_non_tensor():

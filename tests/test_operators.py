@@ -7,7 +7,8 @@ import lbsharp as lbs
 from lbsharp.hessian import Hessian
 from lbsharp.contract import trainable_params
 from lbsharp.operators import GGN, Fisher, OPERATORS, LayerSpectra, layer_spectra, layers_of
-from lbsharp.curvature import hutchinson, spectral_density
+from lbsharp.curvature import spectral_density
+from lbsharp.estimators import hutchinson
 from conftest import toy_mlp, toy_xy
 
 curvlinops = pytest.importorskip('curvlinops')

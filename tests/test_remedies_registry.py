@@ -4,7 +4,7 @@ import inspect
 import pytest, torch
 from lbsharp.training import train, init_model
 from lbsharp.remedies import REMEDIES, train_kwargs, remedy_options
-from lbsharp.experiments import REMEDY_PRESETS, exp_from_dict
+from lbsharp.presets import REMEDY_PRESETS, exp_from_dict
 
 @pytest.fixture(scope='module')
 def sb_hist(small): return train(init_model('mlp-mnist1d', 0), small, batch=100, epochs=2, quiet=True)
