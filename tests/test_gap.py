@@ -137,7 +137,7 @@ def test_figures(store):
 def test_reading(store):
     rows = collect_runs(store, 'toy')
     t = gap_reading(rows, 'Toy')
-    assert t.startswith('**Toy** — 19 runs in 7 configurations (not yet run: asam, grad-norm, noise-sb, matched-updates).')
+    assert t.startswith('**Toy** — 19 runs in 7 configurations (not yet run: asam, grad-norm, noise-sb, matched-updates, coscale, coscale-beta2).')
     assert "LB's accuracy gap is 29.1 points against SB's 20.1" in t and 'LB+sam is *flat but worse: as bad as LB*' in t
     assert gap_reading([], 'Toy').startswith('**Toy: not yet run.**')
     t = gap_reading([dict(r, pacbayes_mag=math.nan) for r in rows], 'Toy')       # a registered measure no run computed
@@ -203,17 +203,18 @@ def _granular_toy(flip_intervention=False):
 def test_granulated_groups_from_recorded_settings():
     G = axis_groups(_granular_toy())
     assert {a: sorted(len(v) for v in g.values()) for a, g in G.items()} == \
-        {'batch size': [3]*4, 'learning rate': [2]*4, 'intervention': [3]*4}
+        {'batch size': [3]*4, 'learning rate': [2]*4, 'co-scaling': [], 'intervention': [3]*4}
     # an intervention at another batch belongs to no axis
     assert axis_groups([_grun('none', 'LB', 1500, 0, 1, 1), _grun('sam', 'SB+sam', 64, 0, 2, 2)])['intervention'] == {}
 
 def test_granulated_perfect_and_cancelling():
     k = granulated(_granular_toy(), 'm', 'g')                    # orders every group: τ = 1 on each axis, Ψ = 1
-    assert [k[a]['tau'] for a in (*AXES, 'psi')] == [1.]*4 and k['psi']['lo'] == k['psi']['hi'] == 1.
+    assert [k[a]['tau'] for a in (*AXES, 'psi') if a != 'co-scaling'] == [1.]*4 and k['psi']['lo'] == k['psi']['hi'] == 1.
+    assert math.isnan(k['co-scaling']['tau']) and k['co-scaling']['groups'] == 0   # no co-scaling runs: not measured
     k = granulated([r for r in _granular_toy(True) if r['arm'] != 'lr-linear'], 'm', 'g')   # perfect on batch, reversed on interventions
     assert k['batch size']['tau'] == 1. and k['intervention']['tau'] == -1. and math.isnan(k['learning rate']['tau'])
     assert k['psi']['tau'] == 0.                                  # Ψ: the mean over the axes that have a τ
-    assert granulated(_granular_toy(), 'm', 'g', seed=2) == granulated(_granular_toy(), 'm', 'g', seed=2)
+    np.testing.assert_equal(granulated(_granular_toy(), 'm', 'g', seed=2), granulated(_granular_toy(), 'm', 'g', seed=2))   # NaN == NaN here
     with pytest.raises(KeyError, match="no field 'nope'"): granulated(_granular_toy(), 'nope')
     with pytest.raises(ValueError, match='no runs'): granulated([], 'm')
 
@@ -229,7 +230,7 @@ def test_granulated_reading_names_the_best_measure_per_axis():
     rows = [{**r, **{m: math.nan for m in RANKED}, 'phi_full': r['m'], 'lam_max': -r['m'], 'gap_acc': r['g']} for r in _granular_toy()]
     line = granulated_reading(rows)
     full = MEASURES['phi_full'].label
-    assert line == (f"Highest within each axis: batch size: {full} (+1.00, interval above 0); learning rate: {full} (+1.00, interval above 0); "
+    assert line == (f"Highest within each axis: batch size: {full} (+1.00, interval above 0); learning rate: {full} (+1.00, interval above 0); co-scaling: not measured; "
                     f"intervention: {full} (+1.00, interval above 0); Ψ: {full} (+1.00, interval above 0).")
     rows = [{**r, 'trace': r['phi_full']} for r in rows]            # a tie: both named, one shared interval verdict
     assert f"batch size: {full}, {MEASURES['trace'].label} (+1.00, intervals above 0)" in granulated_reading(rows)
