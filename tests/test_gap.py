@@ -15,9 +15,11 @@ from lbsharp.store import write_json
 from lbsharp.presets import Experiment, exp_to_dict
 from lbsharp.experiments import FORMAT
 from lbsharp.measures import MEASURES, RANKED
-from lbsharp.gap import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, kendall, tau_results, tau_table,
-                         gap_summary, gap_table, link_breakers, gap_figure, gap_reading, claims, CLAIMS, gap_headline, pick,
-                         AXES, axis_groups, granulated, granulated_table, granulated_reading)
+from lbsharp.rank import kendall
+from lbsharp.gap_analysis import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, tau_results, tau_table, gap_summary, gap_table,
+                                  link_breakers, AXES, axis_groups, granulated, granulated_table, granulated_reading)
+from lbsharp.gap import gap_figure, gap_reading, gap_headline, pick
+from lbsharp.claims import claims, CLAIMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
