@@ -4,21 +4,19 @@
 
 # %% ../nbs/06a_gap.ipynb #f11745fe
 from __future__ import annotations
-import math, re, dataclasses
+import math, re
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 from .networks import NetTable
-from .experiments import load_runs
 from .measures import MEASURES, RANKED
-from .training import History
-from .reproduction import _ms, rule_stops, STOP_MARKS, COLORS
+from .reproduction import _ms, STOP_MARKS, COLORS
 from .gap_analysis import (GAP_TAGS, ARMS, GAPS, AXES, COSCALE_ARMS, K1, collect_runs, missing_arms, gap_summary, tau_results,
-                                  link_breakers, accuracy_gap, answers, granulated, _pooled, _col)
+                                  link_breakers, accuracy_gap, answers, granulated, _pooled, _col, along, along_ratios, _at)
 
 # %% auto #0
-__all__ = ['plot_gap', 'gap_figure', 'coscale_series', 'plot_coscale', 'along', 'plot_along', 'along_ratios', 'coscale_reading',
-           'axes_verdict', 'along_reading', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline']
+__all__ = ['plot_gap', 'gap_figure', 'coscale_series', 'plot_coscale', 'plot_along', 'coscale_reading', 'axes_verdict',
+           'along_reading', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline']
 
 # %% ../nbs/06a_gap.ipynb #44319cd5
 def _styles(labels:list)->dict: # label -> (colour, marker): baselines blue/red squares, the rest 7 colours × 4 markers
@@ -154,20 +152,6 @@ def plot_coscale(rows:dict,        # {title: rows from collect_runs}, one row of
     fig.tight_layout(rect=(0, .5/(3.3*len(names) + .6), 1, 1))
     return fig
 
-def along(out:str|Path)->list:  # one dict per run: regime, trial, batch, hist (History), stops {rule: epoch or None}
-    "The runs of a tracking experiment, each with where the target, plateau and 100-epoch rules would stop it."
-    exp, runs = load_runs(out)
-    rule = dataclasses.replace(exp, epochs=None)      # it trains a fixed budget; its target rule says where it would stop
-    out = []
-    for r in runs:
-        h = History.from_dict(r['history'])
-        out.append(dict(regime=r['regime'], trial=r['trial'], batch=h.config['batch_size'], hist=h, stops=rule_stops(h['train_loss'], rule)))
-    return out
-
-def _at(h:History, key:str, e:int)->float:  # the tracked value at the first tracked epoch >= e (NaN past the last)
-    es, vs = h.tracked(key)
-    return next((v for x, v in zip(es, vs) if x >= e), math.nan)
-
 _TRACK_LABELS = {'phi': 'φ (ε = 10⁻³, full space)', 'lambda_max': 'λmax'}
 
 def plot_along(out:str|Path,                 # a tracking experiment's results directory (e.g. results/tracking-fmnist)
@@ -193,18 +177,6 @@ def plot_along(out:str|Path,                 # a tracking experiment's results d
     fig.suptitle(title + (f"\n({'; '.join(miss)} within the recorded epochs)" if miss else ''), fontsize=9)
     fig.tight_layout(rect=(0, .08, 1, 1))
     return fig
-
-def along_ratios(out:str|Path, key:str='phi')->dict: # {rule: dict(SB, LB, ratio, epochs, reached)}
-    "Per stopping rule: SB's and LB's mean tracked measure at their own stops, LB/SB, the stop epochs and how many runs reach it."
-    A = along(out); res = {}
-    for rule in (A[0]['stops'] if A else {}):
-        got = {g: [(a['stops'][rule], _at(a['hist'], key, a['stops'][rule])) for a in A if a['regime'] == g and a['stops'][rule] is not None]
-               for g in ('SB', 'LB')}
-        n = {g: sum(a['regime'] == g for a in A) for g in ('SB', 'LB')}
-        m = {g: float(np.mean([v for _, v in got[g]])) if got[g] else math.nan for g in got}
-        res[rule] = dict(SB=m['SB'], LB=m['LB'], ratio=m['LB']/m['SB'], epochs={g: [e for e, _ in got[g]] for g in got},
-                         reached={g: f"{len(got[g])}/{n[g]}" for g in got})
-    return res
 
 # %% ../nbs/06a_gap.ipynb #e7838c93
 def coscale_reading(rows:list,     # from collect_runs (one data set)
