@@ -8,9 +8,10 @@ import argparse, dataclasses, json, sys, time, os
 from pathlib import Path
 from .contract import eval_mode
 from .box import model_sharpness
-from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, load_model, Experiment,
-                                 load_data, _sharp_data, units, unit_name, PAPER, UnitBusy,
-                                 environment, validate, check_device, check_fits)
+from .experiments import (all_presets, preset, run, load_runs, exp_from_dict, exp_to_dict, Experiment,
+                                 units, unit_name, PAPER, UnitBusy, validate)
+from .provenance import environment
+from .runs import load_data, load_model, _sharp_data, check_device, check_fits
 from .store import FORMAT, read_json, write_json
 from .data import load
 from .networks import BN_MODES

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os, re, sys, time, warnings
 from pathlib import Path
 import torch
-from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit, _claim,
+from .experiments import (Experiment, exp_to_dict, exp_from_dict, units, unit_name, unit_done, run_unit,
                                  validate)
+from .runs import _claim
 from .store import write_json
 from .bars import progress
 

@@ -4,281 +4,29 @@
 
 # %% ../nbs/05_experiments.ipynb #ae5be60b
 from __future__ import annotations
-import json, os, platform, time, math, dataclasses, csv, io, shutil, socket, subprocess, sys, inspect
+import json, os, time, math, dataclasses, shutil, socket
 from pathlib import Path
-import numpy as np, torch, scipy, fastprogress
-from .data import load, Dataset, subset_indices
+import torch
+from .data import load, Dataset
 from .networks import build, NETWORKS, lookup, BN_MODES, INITS
 from .presets import (PAPER, Experiment, exp_from_dict, exp_to_dict, _FIELDS, PRESETS, MNIST1D_PROTOCOL, REMEDY_PRESETS,
                              all_presets, preset)
-from .training import train, init_model, History, resolve_batch
+from .training import train, init_model, resolve_batch
 from .evaluation import evaluate
 from .bars import progress, progress_jobs
-from .store import FORMAT, read_json, write_json, save_checkpoint, load_checkpoint, checkpoints
+from .store import FORMAT, read_json, write_json
 from .remedies import train_kwargs, REMEDIES, remedy_options
-from .box import model_sharpness, FAST_LBFGSB
-from .measures import EXTRAS, TRACE_PROBES, MEASURES, sharp_kwargs, measure_extras, check_extras, same_eps
-from .loss_landscape import parametric, plot_line
+from .measures import EXTRAS, MEASURES, check_extras
 from .tracking import Tracker
+from .provenance import REPRODUCIBLE_ENV, environment, cpu_features
+from .runs import load_data, save_model, load_model, check_device, check_fits, measure_model, run_one, _claim, _sharp_data
+from .protocols import Protocol, PROTOCOLS, protocol_of, warmstart, trajectory
 
 # %% auto #0
-__all__ = ['REPRODUCIBLE_ENV', 'PROTOCOLS', 'cpu_features', 'environment', 'load_data', 'save_model', 'load_model',
-           'measure_model', 'run_one', 'check_device', 'check_fits', 'validate', 'UnitBusy', 'unit_name', 'units',
-           'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs', 'add_measures', 'warmstart', 'trajectory',
-           'export_results']
-
-# %% ../nbs/05_experiments.ipynb #b9e98043
-def _git(root:Path)->dict:
-    "Commit of the git checkout whose root is `root`, and whether its `lbsharp/` code differs from it; None outside one."
-    none = dict(git_commit=None, git_dirty=None)
-    git = lambda *a: subprocess.run(['git', '-C', str(root), *a], capture_output=True, text=True, timeout=20)
-    try:
-        top = git('rev-parse', '--show-toplevel')
-        if top.returncode or Path(top.stdout.strip()).resolve() != root.resolve(): return none  # e.g. a wheel inside another repo
-        head, status = git('rev-parse', 'HEAD'), git('status', '--porcelain', '--', 'lbsharp')
-    except (OSError, subprocess.SubprocessError): return none                                  # no git on this machine
-    if head.returncode or status.returncode: return none
-    return dict(git_commit=head.stdout.strip(), git_dirty=bool(status.stdout.strip()))
-
-_CODE = {}   # the commit of the code this process runs: read once, when the first result is written (nothing runs at import)
-
-def _code()->dict:
-    "`_git` of the checkout holding this package's code, read on first use and kept."
-    if not _CODE: _CODE.update(_git(Path(inspect.getfile(Experiment)).resolve().parent.parent))
-    return _CODE
-
-REPRODUCIBLE_ENV = {'MKL_CBWR': 'AVX2,STRICT',        # MKL's conditional numerical reproducibility: AVX2 code paths on any CPU
-                    'ATEN_CPU_CAPABILITY': 'avx2',    # PyTorch's own CPU kernels (reductions, BatchNorm, losses) at AVX2
-                    'ONEDNN_MAX_CPU_ISA': 'AVX2'}     # oneDNN's kernels at AVX2
-
-_ISA = ('sse4', 'avx', 'fma', 'f16c', 'amx', 'neon', 'asimd', 'sve')   # instruction-set flags that pick float kernels
-
-def _cpu()->str|None:
-    "The CPU's model name (Linux), which decides the kernels a float sum runs through unless `REPRODUCIBLE_ENV` pins them."
-    try: return next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), None)
-    except OSError: return platform.processor() or None
-
-def cpu_features()->dict:
-    "The CPU's vendor and its vector instruction-set flags (avx2, avx512*, amx*, fma, ...): Linux's /proc/cpuinfo, else torch's reading."
-    try:
-        info = dict(l.split(':', 1) for l in Path('/proc/cpuinfo').read_text().split('\n\n')[0].splitlines() if ':' in l)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        flags = info.get('flags') or info.get('Features') or ''
-        vendor = info.get('vendor_id') or info.get('CPU implementer')
-        return dict(cpu_vendor=vendor, cpu_flags=sorted(f for f in flags.split() if f.startswith(_ISA)), cpu_arch=platform.machine())
-    except (OSError, ValueError):
-        cap = getattr(torch.backends.cpu, 'get_cpu_capability', lambda: None)()   # e.g. 'AVX2', 'AVX512', 'NO AVX' (macOS, Windows)
-        return dict(cpu_vendor=platform.processor() or None, cpu_flags=[cap.lower()] if cap else None, cpu_arch=platform.machine())
-
-def environment(device='cpu')->dict:
-    "Code version (git commit, dirty), library versions, device, CPU (model, vendor, instruction-set flags), threads, numerics pins and L-BFGS-B path, recorded with every result."
-    d = dict(lbsharp=getattr(sys.modules.get('lbsharp'), '__version__', None), **_code(),
-             torch=torch.__version__, numpy=np.__version__, scipy=scipy.__version__, fastprogress=fastprogress.__version__,
-             python=platform.python_version(), platform=platform.platform(), device=str(device),
-             cpu=_cpu(), **cpu_features(), threads=torch.get_num_threads(), numerics={k: os.environ.get(k) for k in REPRODUCIBLE_ENV},
-             fast_lbfgsb=FAST_LBFGSB)
-    if str(device).startswith('cuda') and torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name(device)
-    return d
-
-# %% ../nbs/05_experiments.ipynb #dedc9662
-def load_data(exp:Experiment)->Dataset:
-    "The data set of `exp`, subset as configured, on its device."
-    d = load(exp.dataset, **exp.data_kw)
-    if exp.n_train is not None or exp.n_test is not None: d = d.subset(exp.n_train, exp.n_test, seed=0)
-    return d.to(exp.device)
-
-def _claim(out:Path, exp:Experiment):
-    "Create `out` for `exp`, or check that it already belongs to `exp` (same config, and every finished result's settings)."
-    f = out/'experiment.json'
-    _check_settings(out, exp)                              # before experiment.json: a refused directory is left as it was
-    if f.exists():
-        old = exp_to_dict(exp_from_dict(read_json(f, 'experiment')['experiment'], where=str(f)))  # fields added later take defaults
-        if old != exp_to_dict(exp):
-            diff = sorted(k for k in _FIELDS if old.get(k) != exp_to_dict(exp).get(k))
-            raise ValueError(f"{out} holds runs of a different experiment (fields {diff} differ); "
-                             f"use another output directory or the same settings to resume")
-    else: write_json(f, dict(format=FORMAT, kind='experiment', experiment=exp_to_dict(exp), environment=environment(exp.device)))
-
-def _check_settings(out:Path, exp:Experiment):
-    "Every finished result in `out` carries the settings it was computed with: refuse to reuse one computed under others."
-    want = [exp_to_dict(exp), exp_to_dict(dataclasses.replace(exp, eps=exp.eps[:1], p=0))]   # warm start/trajectory runs measure one ε
-    for f in sorted([*out.glob('*/result.json'), *out.glob('*/trajectory.json')]):
-        s = read_json(f).get('settings')
-        if s is None: continue                                             # written before results carried their settings
-        got = exp_to_dict(exp_from_dict(s, where=str(f)))
-        if got not in want:
-            diff = sorted(k for k in _FIELDS if got.get(k) != want[0].get(k))
-            raise ValueError(f"{f} was computed with other settings than this experiment's (fields {diff} differ: "
-                             f"{'; '.join(f'{k}={got.get(k)!r} there, {want[0].get(k)!r} here' for k in diff)}); use another "
-                             f"output directory, or the settings it was computed with, or delete {f.parent} to recompute that run")
-
-def save_model(model, path:Path)->Path:
-    "Atomically save `model`'s state_dict and spec (the training engine's atomic writer)."
-    return save_checkpoint(dict(state=model.state_dict(), spec=getattr(model, 'spec', None)), path)
-
-def _redo(path:Path)->str:
-    "How to get a good `path` back: a finished run's model.pt by training that run again, anything else by replacing the file."
-    if path.name == 'model.pt' and (path.parent/'result.json').exists():
-        return (f"its run is marked finished by {path.parent/'result.json'}, so delete the run's directory {path.parent} and rerun "
-                f"the same `lbsharp run` command to train that run again")
-    return "replace it with a model.pt written by `lbsharp run` (or a training checkpoint checkpoints/epoch_*.pt)"
-
-def load_model(path:str|Path, device='cpu')->torch.nn.Module:
-    "Rebuild a network saved by `save_model` (or a training checkpoint) from its recorded spec."
-    path = Path(path)
-    device = check_device(device)                      # a missing GPU is said as such, not as an unreadable file
-    if not path.exists():
-        if (path.parent/'result.json').exists(): raise FileNotFoundError(f"no model file {path}: {_redo(path)}")
-        raise FileNotFoundError(f"no model file {path}; run the experiment first (`lbsharp run ...`)")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable lbsharp model file: expected a PyTorch file written by torch.save (a run's "
-                         f"model.pt or a training checkpoint), but torch.load fails ({type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}), e.g. a truncated copy; {_redo(path)}") from None
-    state = ck.get('state', ck.get('model')) if isinstance(ck, dict) else None
-    spec = (ck.get('spec') or (ck.get('config') or {}).get('model')) if isinstance(ck, dict) else None
-    if state is None or not spec or 'name' not in spec:
-        raise ValueError(f"{path} holds no lbsharp network (expected 'state' and 'spec' with the network name)")
-    opts = {k: spec[k] for k in ('width', 'depth', 'pool', 'bn_eps', 'bn_momentum', 'input_shape', 'n_classes') if k in spec}
-    m = build(spec['name'], bn=spec.get('bn', 'batch'), init=spec.get('init', 'keras'), **opts)
-    try: m.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: its weights do not fit the network its spec describes ({spec['name']} with "
-                         f"{', '.join(f'{k}={v}' for k, v in opts.items()) or 'default options'}): "
-                         f"{' '.join(str(e).split())[:300]}; the file was edited or written by other code") from None
-    m.spec = spec
-    return m.to(device)
-
-# %% ../nbs/05_experiments.ipynb #eabb9e3c
-def _sharp_data(exp:Experiment, data:Dataset):
-    "The training samples that define f for sharpness: all, or `subset_indices(n, sharp_subset)` (lbsharp's one subset)."
-    if exp.sharp_subset is None: return data.Xtr, data.Ytr
-    i = subset_indices(len(data.Xtr), exp.sharp_subset)
-    i = i.to(data.Xtr.device)
-    return data.Xtr[i], data.Ytr[i]
-
-def _stored(f:Path, exp:Experiment, eps:float, p:int|None)->dict:
-    "A measurement stored by an earlier (killed) owner of the run, if it was made with `exp`'s settings; else an error naming them."
-    r = read_json(f, 'sharpness')['result']
-    want = dict(eps=eps, iters=exp.sharp_iters, p=p, subset=exp.sharp_subset, chunk=exp.chunk,
-                **(dict(seed=exp.A_seed, dist=exp.A_dist) if p else {}), **({'solver': exp.sharp_solver} if exp.sharp_solver else {}))
-    same = lambda k, a, b: same_eps(a, b) if k == 'eps' else a == b                 # ε by the one ε matcher
-    diff = {k: (r.get(k), v) for k, v in want.items() if k in r and not same(k, r.get(k), v)}
-    if diff: raise ValueError(f"{f} was measured with other settings ({'; '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
-                              f"delete it to measure again with these settings, or use another output directory")
-    return r
-
-def measure_model(exp:Experiment, model, X, Y, d:Path|None=None)->list:
-    "Every sharpness measurement of `exp` on `model` (each ε, full space and p-dim subspace), stored one by one in `d`."
-    out = []
-    spaces = [('full', None)] + ([('subspace', exp.p)] if exp.p else [])
-    for space, p in spaces:
-        for eps in exp.eps:
-            f = d/f'sharpness-{space}-{eps:g}.json' if d is not None else None
-            if f is not None and f.exists(): out.append(_stored(f, exp, eps, p)); continue
-            r = model_sharpness(model, (X, Y), **sharp_kwargs(exp, eps, p)).to_dict()
-            r['subset'] = exp.sharp_subset
-            if f is not None: write_json(f, dict(format=FORMAT, kind='sharpness', result=r, environment=environment(exp.device)))
-            out.append(r)
-    return out
-
-# %% ../nbs/05_experiments.ipynb #b4cc436a
-_RULE = ('epochs', 'patience', 'min_delta', 'target', 'max_epochs')
-
-def _final(hist)->dict:
-    "Where training ended: epochs, updates, why it stopped (`cap`: the epoch cap, not the rule), the rule, losses."
-    f, c = hist.final, hist.config
-    return dict(epochs=f['epoch'], updates=f['updates'], stop=hist.stop, cap=hist.stop == 'max_epochs',
-                rule={k: c.get(k) for k in _RULE}, train_loss=f['train_loss'],
-                train_acc=f['train_acc'], test_loss=f['test_loss'], test_acc=f['test_acc'],
-                train_seconds=sum(r['seconds'] for r in hist.log))
-
-def _remedy_kw(exp:Experiment, regime:str, data, batch, sb_hist)->dict:
-    if exp.remedy is None or regime not in exp.remedy_regimes: return {}
-    return train_kwargs(exp.remedy, data=data, batch=resolve_batch(batch, len(data.Xtr)), sb_history=sb_hist, **exp.remedy_kw)
-
-def run_one(exp:Experiment, data:Dataset, x0:dict, trial:int, regime:str, d:Path,
-            sb_hist:History|None=None, quiet:bool=False, keep_checkpoints:bool=False)->dict:
-    "Train one (trial, regime) run from the state dict `x0`, measure it, and write `d/result.json`."
-    seed, batch = exp.seed + trial, exp.regimes[regime]
-    model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
-    model.load_state_dict(x0)
-    kw = dict(epochs=exp.epochs, patience=exp.patience, min_delta=exp.min_delta, target=exp.target, max_epochs=exp.max_epochs,
-              lr=exp.lr, seed=seed,
-              chunk=exp.chunk, checkpoint_dir=d/'checkpoints', keep=None if keep_checkpoints else 1, resume=True, quiet=quiet)
-    kw.update(_remedy_kw(exp, regime, data, batch, sb_hist))
-    if exp.track is not None: kw['track'] = Tracker.from_dict(exp.track)
-    hist = train(model, data, batch=batch, **kw)
-    save_model(model, d/'model.pt')
-    X, Y = _sharp_data(exp, data)
-    t0 = time.perf_counter()
-    sharp = measure_model(exp, model, X, Y, d)
-    extras = measure_extras(exp, model, X, Y, seed)
-    x_0 = torch.nn.utils.parameters_to_vector(x0[k] for k, _ in model.named_parameters())
-    x_1 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
-    res = dict(format=FORMAT, kind='run', experiment=exp.name, trial=trial, regime=regime, batch=batch, seed=seed,
-               network=exp.network, dataset=exp.dataset, data=data.meta, environment=environment(exp.device), settings=exp_to_dict(exp),
-               final=_final(hist), sharpness=sharp, sharp_seconds=time.perf_counter()-t0,
-               dist_from_x0=float((x_1 - x_0.to(x_1)).norm()), norm=float(x_1.norm()),
-               remedy=exp.remedy if regime in exp.remedy_regimes else None, extras=extras,
-               history=hist.to_dict())
-    write_json(d/'result.json', res)
-    if not keep_checkpoints:
-        shutil.rmtree(d/'checkpoints', ignore_errors=True)
-    return res
-
-# %% ../nbs/05_experiments.ipynb #fd37c602
-def _x0(exp:Experiment, trial:int)->dict:
-    m = init_model(exp.network, exp.seed + trial, bn=exp.bn, init=exp.init)
-    return {k: v.to(exp.device) for k, v in m.state_dict().items()}
-
-def _landscapes(exp:Experiment, data:Dataset, out:Path, trial:int, quiet:bool):
-    sb, lb = (load_model(out/f'trial{trial}-{r}'/'model.pt', exp.device) for r in ('SB', 'LB'))
-    for r, m in (('SB', sb), ('LB', lb)): check_fits(m, data.Xtr[:2], data.Ytr, f"the data set {exp.dataset!r} (trial {trial}, {r}: {out/f'trial{trial}-{r}'/'model.pt'})")
-    for path in ('linear', 'curvilinear'):
-        f = out/f'trial{trial}-{path}.json'
-        if f.exists(): continue
-        r = parametric(sb, lb, data, alphas=np.linspace(-1, 2, exp.alphas), path=path, chunk=exp.chunk, quiet=quiet,
-                       meta=dict(experiment=exp.name, trial=trial, dataset=exp.dataset))
-        write_json(f, dict(format=FORMAT, kind='landscape', result=r, environment=environment(exp.device)))
+__all__ = ['validate', 'UnitBusy', 'unit_name', 'units', 'unit_done', 'claim_unit', 'run_unit', 'run', 'load_runs',
+           'add_measures', 'export_results']
 
 # %% ../nbs/05_experiments.ipynb #75fdd832
-def check_device(device)->torch.device:
-    "The torch device `device`, or a `ValueError` saying that this machine does not have it and what to use instead."
-    try: d = torch.device(device)
-    except (RuntimeError, TypeError) as e: raise ValueError(f"device={device!r} is not a torch device ({e}); use 'cpu' or 'cuda'") from None
-    if d.type == 'cpu': return d
-    if d.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: this machine has no usable CUDA GPU (torch.cuda.is_available() is False); "
-                         f"use device=cpu (--set device=cpu, --device cpu) or run on a machine with a GPU")
-    try: torch.empty(1, device=d)
-    except (RuntimeError, AssertionError, ValueError) as e:
-        raise ValueError(f"device={device!r} is not usable here ({str(e).strip().splitlines()[0]}); use device=cpu") from None
-    return d
-
-def check_fits(model,            # a network (its spec, when it has one, names its input shape)
-               X, Y,             # samples of the data it will see (two are run through it; all labels are checked)
-               data_name:str='the data' # named in the error
-              ):
-    "One forward pass of `model` on two samples of `X`: a network that does not take the data, or has fewer outputs than the labels' classes, is a `ValueError` naming both shapes."
-    spec = getattr(model, 'spec', None) or {}
-    net = f"network {spec.get('name', type(model).__name__)}" + (f" (input shape {tuple(spec['input_shape'])})" if spec.get('input_shape') else '')
-    dat = f"{data_name} (input shape {tuple(X.shape[1:])})"
-    was = model.training; model.eval()                    # no BatchNorm statistics move
-    try:
-        with torch.no_grad(): out = model(X[:2])
-    except RuntimeError as e:
-        raise ValueError(f"the {net} does not fit {dat}: {str(e).strip().splitlines()[0]}; "
-                         f"use the network's own data set or a network built for this data") from None
-    finally: model.train(was)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(X)):
-        raise ValueError(f"the {net} gives {type(out).__name__} {tuple(getattr(out, 'shape', ()))} on 2 samples of {dat}; expected logits (2, classes)")
-    k = int(Y.max()) + 1 if len(Y) else 0
-    if k > out.shape[1]:
-        raise ValueError(f"the {net} has {out.shape[1]} outputs but {data_name} has labels up to {k - 1}; use a network with {k} classes")
-
-_PROTOCOLS = ('pairs', 'warmstart', 'trajectory')
-
 def _check_fields(exp:Experiment):
     "The checks of `validate` that need no data: types, ranges, names."
     def bad(msg): raise ValueError(f"experiment {exp.name!r}: {msg}")
@@ -305,12 +53,9 @@ def _check_fields(exp:Experiment):
     if exp.target is not None and (not num(exp.target) or exp.target < 0):
         bad(f"target={exp.target!r} must be a training loss >= 0, or null (None) for no target")
     lookup(NETWORKS, exp.network, 'network')
-    for k, allowed in (('bn', BN_MODES), ('init', INITS), ('protocol', _PROTOCOLS), ('A_dist', ('normal', 'uniform'))):
+    for k, allowed in (('bn', BN_MODES), ('init', INITS), ('protocol', list(PROTOCOLS)), ('A_dist', ('normal', 'uniform'))):
         if getattr(exp, k) not in allowed: bad(f"{k}={getattr(exp, k)!r} is unknown; use one of {list(allowed)}")
-    if exp.protocol != 'pairs':
-        if not {'SB', 'LB'} <= set(exp.regimes): bad(f"the {exp.protocol} protocol needs regimes named SB and LB; got {list(exp.regimes)}")
-        if exp.protocol == 'warmstart' and exp.epochs is None:
-            bad("the warm-start protocol trains SB a fixed number of epochs to start LB runs from; set epochs (the paper: 100)")
+    if (msg := protocol_of(exp).check(exp)): bad(msg)
     if exp.remedy is not None:
         lookup(REMEDIES, exp.remedy, 'remedy', 'remedies')
         opts = remedy_options(exp.remedy); unknown = sorted(set(exp.remedy_kw) - set(opts))
@@ -332,12 +77,13 @@ def validate(exp:Experiment,   # the experiment to check before any work
     else: exp = dataclasses.replace(exp, device='cpu')
     try: data = load_data(exp)
     except TypeError as e: raise ValueError(f"experiment {exp.name!r}: data_kw={exp.data_kw!r}: {e}") from None
+    size = {}                                              # each regime's batch in samples, as its run will resolve it
     for r, b in exp.regimes.items():
-        try: resolve_batch(b, len(data.Xtr))
+        try: size[r] = resolve_batch(b, len(data.Xtr))
         except (TypeError, ValueError) as e: raise ValueError(f"experiment {exp.name!r}: regimes[{r!r}]: {e}") from None
     if exp.remedy not in (None, 'matched-updates'):      # the remedy's option values, built as each run will (matched: needs SB's run)
         for r in exp.remedy_regimes:
-            try: train_kwargs(exp.remedy, data, exp.regimes[r], **exp.remedy_kw)
+            try: train_kwargs(exp.remedy, data, size[r], **exp.remedy_kw)
             except (TypeError, ValueError) as e: raise ValueError(f"experiment {exp.name!r}: remedy {exp.remedy!r} for {r}: {e}") from None
     model = init_model(exp.network, exp.seed, bn=exp.bn, init=exp.init).to(exp.device)
     check_fits(model, data.Xtr[:2], data.Ytr, f"the data set {exp.dataset!r}")
@@ -356,28 +102,12 @@ def unit_name(u:tuple)->str:
     return '-'.join([u[0], f'trial{u[1]}', *[str(x) for x in u[2:]]])
 
 def units(exp:Experiment)->list[list[tuple]]:
-    "The independent units of work of `exp`, in waves: every unit of a wave may run at once, after the previous wave."
-    T = range(exp.trials)
-    if exp.protocol == 'warmstart':
-        return [[('run', t, 'SB') for t in T], [('warm', t, k) for t in T for k in range(exp.every, exp.epochs + 1, exp.every)]]
-    if exp.protocol == 'trajectory':
-        return [[('run', t, r) for t in T for r in ('SB', 'LB')], [('trajectory', t, r) for t in T for r in ('SB', 'LB')]]
-    land = [('landscape', t) for t in T if _has_landscape(exp, t)]
-    if exp.remedy is not None: return [[('trial', t) for t in T]]   # a remedy may need the trial's SB history
-    return [[('run', t, r) for t in T for r in exp.regimes]] + ([land] if land else [])
-
-def _has_landscape(exp:Experiment, t:int)->bool:
-    return exp.protocol == 'pairs' and t in exp.landscape_trials and {'SB', 'LB'} <= set(exp.regimes)
+    "The independent units of work of `exp`, in waves (its protocol's entry): every unit of a wave may run at once, after the previous wave."
+    return protocol_of(exp).units(exp)
 
 def _unit_files(exp:Experiment, out:Path, u:tuple)->list[Path]:
-    "The files whose existence marks unit `u` finished."
-    kind, t = u[:2]
-    land = [out/f'trial{t}-{p}.json' for p in ('linear', 'curvilinear')]
-    if kind == 'run': return [out/f'trial{t}-{u[2]}'/'result.json']
-    if kind == 'warm': return [out/f'trial{t}-warm{u[2]:04d}'/'result.json']
-    if kind == 'trajectory': return [out/f'trial{t}-{u[2]}'/'trajectory.json']
-    if kind == 'landscape': return land
-    return [out/f'trial{t}-{r}'/'result.json' for r in exp.regimes] + (land if _has_landscape(exp, t) else [])
+    "The files whose existence marks unit `u` finished (its protocol's entry)."
+    return protocol_of(exp).files(exp, out, u)
 
 def unit_done(exp:Experiment, out:str|Path, u:tuple)->bool:
     "Whether unit `u` of `exp` is finished in results directory `out`."
@@ -413,15 +143,11 @@ def claim_unit(out:Path, u:tuple)->Path:
         return f
     raise UnitBusy(f"could not claim {unit_name(u)} ({f}): other processes keep taking it")
 
-def _drop_tmp(out:Path, u:tuple):
-    "Remove what killed writers of unit `u` left behind (temporary files are never read)."
-    t = u[1]
-    dirs = [out/f'trial{t}-{u[2]}'] if u[0] in ('run', 'trajectory') else [out/f'trial{t}-warm{u[2]:04d}'] if u[0] == 'warm' else []
-    if u[0] == 'trial': dirs = [d for d in out.glob(f'trial{t}-*') if d.is_dir()]
-    for d in dirs:
-        for tmp in d.rglob('*.tmp'): tmp.unlink(missing_ok=True)
-    if u[0] in ('landscape', 'trial'):
-        for tmp in [*out.glob(f'trial{t}-*.json.*.tmp'), *out.glob(f'.trial{t}-*.json.*.tmp')]: tmp.unlink(missing_ok=True)
+def _drop_tmp(exp:Experiment, out:Path, u:tuple):
+    "Remove what killed writers of unit `u` left behind (temporary files are never read): in its run directories, and beside its files in `out`."
+    for f in _unit_files(exp, out, u):
+        tmps = f.parent.rglob('*.tmp') if f.parent != out else [*out.glob(f'{f.name}.*.tmp'), *out.glob(f'.{f.name}.*.tmp')]
+        for tmp in tmps: tmp.unlink(missing_ok=True)
 
 def run_unit(exp:Experiment,        # the experiment
              out:str|Path,          # its results directory (experiment.json already written)
@@ -436,25 +162,9 @@ def run_unit(exp:Experiment,        # the experiment
     lock = claim_unit(out, u)
     try:
         if unit_done(exp, out, u): return False                          # finished while we waited for the claim
-        _drop_tmp(out, u)
+        _drop_tmp(exp, out, u)
         data = load_data(exp) if data is None else data
-        kind, t = u[:2]
-        if kind == 'run':
-            one = exp if exp.protocol == 'pairs' else _one_measure(exp)
-            run_one(one, data, _x0(exp, t), t, u[2], out/f'trial{t}-{u[2]}', quiet=quiet,
-                    keep_checkpoints=keep_checkpoints or exp.protocol != 'pairs')
-        elif kind == 'landscape': _landscapes(exp, data, out, t, quiet)
-        elif kind == 'warm': warmstart(exp, out, quiet=quiet, trials=[t], at=[u[2]], data=data)
-        elif kind == 'trajectory': trajectory(exp, out, quiet=quiet, trials=[t], regimes=[u[2]], data=data)
-        elif kind == 'trial':
-            x0, sb_hist = _x0(exp, t), None
-            for regime in exp.regimes:
-                d = out/f'trial{t}-{regime}'
-                if (d/'result.json').exists(): res = read_json(d/'result.json', 'run')
-                else: res = run_one(exp, data, x0, t, regime, d, sb_hist=sb_hist, quiet=quiet, keep_checkpoints=keep_checkpoints)
-                if regime == 'SB': sb_hist = History.from_dict(res['history'])
-            if _has_landscape(exp, t): _landscapes(exp, data, out, t, quiet)
-        else: raise ValueError(f"unknown unit {u!r}")
+        protocol_of(exp).run(exp, out, u, data, quiet, keep_checkpoints)
         return True
     finally:
         lock.unlink(missing_ok=True)
@@ -518,64 +228,6 @@ def add_measures(out:str|Path,         # a results directory of `run`
         write_json(d/'result.json', r)
         done['added'].append(d.name)
     return done
-
-# %% ../nbs/05_experiments.ipynb #2e2bfe44
-def _one_measure(exp): return dataclasses.replace(exp, eps=exp.eps[:1], p=0)
-
-def warmstart(exp:Experiment, out:str|Path, quiet:bool=False,
-              trials:list|None=None, at:list|None=None, data:Dataset|None=None # only these trials / SB epochs (None: all); data already loaded
-             )->Path:
-    "Figure 5 protocol: LB runs warm-started from SB checkpoints (see above)."
-    data = validate(exp) if data is None else data
-    out = Path(out); _claim(out, exp); X, Y = _sharp_data(exp, data)
-    for t in (range(exp.trials) if trials is None else trials):
-        x0, seed = _x0(exp, t), exp.seed + t
-        d_sb = out/f'trial{t}-SB'
-        if not (d_sb/'result.json').exists():
-            run_one(_one_measure(exp), data, x0, t, 'SB', d_sb, quiet=quiet, keep_checkpoints=True)
-        cks = checkpoints(d_sb/'checkpoints')
-        for k in progress_jobs(range(exp.every, exp.epochs + 1, exp.every) if at is None else at, quiet=quiet, label=f'trial {t}: warm start'):
-            d = out/f'trial{t}-warm{k:04d}'
-            if (d/'result.json').exists(): continue
-            model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
-            ck = load_checkpoint(d_sb/'checkpoints'/f'epoch_{k:04d}.pt', model)
-            rule = (dict(epochs=exp.warm_epochs) if exp.warm_epochs else
-                    dict(patience=exp.patience, min_delta=exp.min_delta, target=exp.target, max_epochs=exp.max_epochs))
-            hist = train(model, data, batch=exp.regimes['LB'], lr=exp.lr, seed=seed, chunk=exp.chunk, quiet=True, **rule)
-            sharp = measure_model(_one_measure(exp), model, X, Y, d)
-            sb_row = ck['history']['log'][-1]
-            write_json(d/'result.json', dict(format=FORMAT, kind='warmstart', experiment=exp.name, trial=t, warm_epoch=k,
-                       sb=dict(test_acc=sb_row['test_acc'], train_loss=sb_row['train_loss']), final=_final(hist), sharpness=sharp,
-                       environment=environment(exp.device), settings=exp_to_dict(exp)))
-    return out
-
-def trajectory(exp:Experiment, out:str|Path, quiet:bool=False,
-               trials:list|None=None, regimes:list|None=None, data:Dataset|None=None # only these trials / regimes (None: all); data already loaded
-              )->Path:
-    "Figure 6 protocol: sharpness against training loss along the SB and LB trajectories."
-    data = validate(exp) if data is None else data
-    out = Path(out); _claim(out, exp); X, Y = _sharp_data(exp, data)
-    for t in (range(exp.trials) if trials is None else trials):
-        x0, seed = _x0(exp, t), exp.seed + t
-        for regime in (('SB', 'LB') if regimes is None else regimes):
-            d = out/f'trial{t}-{regime}'
-            if not (d/'result.json').exists():
-                run_one(_one_measure(exp), data, x0, t, regime, d, quiet=quiet, keep_checkpoints=True)
-            f = d/'trajectory.json'
-            if f.exists(): continue
-            pts = []
-            cks = checkpoints(d/'checkpoints'); at = cks[::exp.every] + ([cks[-1]] if (len(cks) - 1) % exp.every else [])  # and the minimum
-            for ck_path in progress_jobs(at, quiet=quiet, label=f'trial {t}: {regime} checkpoint'):
-                model = init_model(exp.network, seed, bn=exp.bn, init=exp.init).to(exp.device)
-                ck = load_checkpoint(ck_path, model)
-                row = ck['history']['log'][-1]
-                m = measure_model(_one_measure(exp), model, X, Y)[0]
-                pts.append(dict(epoch=row['epoch'], train_loss=row['train_loss'], test_acc=row['test_acc'], phi=m['phi']))
-            write_json(f, dict(format=FORMAT, kind='trajectory', regime=regime, trial=t, points=pts,
-                               environment=environment(exp.device), settings=exp_to_dict(exp)))
-    return out
-
-PROTOCOLS = {'warmstart': warmstart, 'trajectory': trajectory}
 
 # %% ../nbs/05_experiments.ipynb #ab88f98f
 def export_results(out:str|Path,        # a results directory
