@@ -3,7 +3,7 @@
 The modules are the tutorial's chapters (formats → data → networks → bars → store → parallel → evaluation → contract →
 training → hooks → estimators → hessian → subspace → noise → remedies → box (ε-sharpness) → measure → curvature →
 operators → measures → loss_landscape → presets → tracking → provenance → runs → protocols → experiments →
-reproduction → cluster → rank → gap_analysis → remedy_analysis → gap → claims → cli); this file only gathers their
+reproduction → cluster → rank → gap_analysis → remedy_analysis → gap → paper_claims → cli); this file only gathers their
 public entry points.
 No module is named like a name of this namespace, so `lbs.sharpness`, `lbs.landscape` and `lbs.report` are the
 functions and `lbsharp.box`, `lbsharp.loss_landscape`, `lbsharp.reproduction` the modules (tests/test_imports.py).

@@ -19,7 +19,7 @@ from lbsharp.rank import kendall
 from lbsharp.gap_analysis import (GAPS, ARMS, collect_runs, gap_dirs, missing_arms, tau_results, tau_table, gap_summary, gap_table,
                                   link_breakers, AXES, axis_groups, granulated, granulated_table, granulated_reading)
 from lbsharp.gap import gap_figure, gap_reading, gap_headline, pick
-from lbsharp.claims import claims, CLAIMS
+from lbsharp.paper_claims import claims, CLAIMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
