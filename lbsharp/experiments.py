@@ -197,7 +197,7 @@ def load_runs(out:str|Path)->tuple[Experiment, list]:
     return exp, sorted(runs, key=lambda r: (r['trial'], list(exp.regimes).index(r['regime']) if r['regime'] in exp.regimes else 99))
 
 # %% ../nbs/05_experiments.ipynb #5ac09e2d
-def add_measures(out:str|Path,         # a results directory of `run`
+def add_measures(out:str|Path,         # a results directory written by lbsharp run
                  keys,                 # registered measures to add (names in lbsharp.measures.MEASURES with a compute)
                  quiet:bool=False      # no progress bar
                 )->dict:               # {'added': [run directories], 'kept': [already had them], 'no_model': [no model.pt]}

@@ -118,7 +118,7 @@ def coscale_series(rows:list,   # from collect_runs
 _ARM_STYLE = {'coscale': dict(ls='-', marker='o', label='β₂ = 0.999'), 'coscale-beta2': dict(ls='--', marker='s', mfc='none', label='β₂ = 0.999^k')}
 
 def _k_axis(ax, ks):
-    ax.set_xscale('log'); ax.set_xticks(ks); ax.set_xticklabels([f'{k:g}' for k in ks]); ax.minorticks_off()
+    ax.set_xscale('log'); ax.set_xticks(ks); ax.set_xticklabels([f'{k:.3g}' for k in ks]); ax.minorticks_off()
 
 def plot_coscale(rows:dict,        # {title: rows from collect_runs}, one row of panels each
                  measures=None     # RANKED measures to draw (None: each that some co-scaling run has)
@@ -126,7 +126,7 @@ def plot_coscale(rows:dict,        # {title: rows from collect_runs}, one row of
     "Test accuracy, the accuracy gap and every measure over its k = 1 value against k, one row of three panels per data set."
     names = [n for n, rs in rows.items() if any(r['arm'] in COSCALE_ARMS for r in rs)]
     if not names: return _message('not yet run: no co-scaling results (gap-<ds>-coscale)')
-    fig, axs = plt.subplots(len(names), 3, figsize=(10.5, 3.3*len(names) + .6), squeeze=False)
+    fig, axs = plt.subplots(len(names), 3, figsize=(8.6, 3.1*len(names) + 1.1), squeeze=False)
     for i, n in enumerate(names):
         rs = [r for r in rows[n] if r['arm'] in COSCALE_ARMS]
         ks = sorted({r['batch']/K1 for r in rs})
@@ -135,7 +135,7 @@ def plot_coscale(rows:dict,        # {title: rows from collect_runs}, one row of
             for g in ('SB', 'LB'):
                 v = _col(rows[n], g, key)
                 if len(v): ax.axhline(v.mean(), color=COLORS[g], ls=':', lw=1.4, label=f'{g} baseline, lr 1e-3')
-            _k_axis(ax, ks); ax.grid(alpha=.3); ax.set_xlabel('k: batch 64·k, learning rate 1e-3·k')
+            _k_axis(ax, ks); ax.grid(alpha=.3); ax.set_xlabel('k (batch 64·k, lr 1e-3·k)')
             ax.set_ylabel('test accuracy %' if key == 'test_acc' else GAPS[key][0]); ax.set_title(n, fontsize=10)
         ax = axs[i, 2]
         ms = [m for m in (RANKED if measures is None else measures) if any(np.isfinite(r[m]) for r in rs)]
@@ -146,10 +146,11 @@ def plot_coscale(rows:dict,        # {title: rows from collect_runs}, one row of
                         mfc=st.get('mfc'), label=MEASURES[m].label if arm == 'coscale' else None)
         _k_axis(ax, ks); ax.set_yscale('log'); ax.axhline(1, color='0.5', lw=.8); ax.grid(alpha=.3)
         ax.set_xlabel('k'); ax.set_ylabel('measure / its value at k = 1'); ax.set_title(n, fontsize=10)
-        ax.legend(fontsize=8, frameon=False, ncol=2)
     h, l = axs[0, 0].get_legend_handles_labels()
-    fig.legend(h, l, fontsize=9, loc='lower center', ncol=4, frameon=False)
-    fig.tight_layout(rect=(0, .5/(3.3*len(names) + .6), 1, 1))
+    fig.legend(h, l, fontsize=9, loc='lower center', ncol=4, frameon=False, bbox_to_anchor=(.5, .45/(3.1*len(names) + 1.1)))
+    hm, lm = axs[0, 2].get_legend_handles_labels()
+    fig.legend(hm, lm, fontsize=9, loc='lower center', ncol=len(lm), frameon=False, title='right-hand panels', title_fontsize=9)
+    fig.tight_layout(rect=(0, 1.05/(3.1*len(names) + 1.1), 1, 1))
     return fig
 
 _TRACK_LABELS = {'phi': 'φ (ε = 10⁻³, full space)', 'lambda_max': 'λmax'}
@@ -161,7 +162,7 @@ def plot_along(out:str|Path,                 # a tracking experiment's results d
     "The tracked measures against the epoch, SB and LB, one line per trial, each rule's stop marked on its line."
     if not (Path(out)/'experiment.json').exists(): return _message(f"not yet run: no tracking experiment in {out}")
     A = along(out)
-    fig, axs = plt.subplots(1, len(keys), figsize=(4.8*len(keys), 3.9), squeeze=False)
+    fig, axs = plt.subplots(1, len(keys), figsize=(4.3*len(keys), 3.7), squeeze=False)
     for ax, k in zip(axs[0], keys):
         for a in A:
             e, v = a['hist'].tracked(k)
@@ -172,10 +173,11 @@ def plot_along(out:str|Path,                 # a tracking experiment's results d
                             label=f"{rule} stop" if a['trial'] == 0 and a['regime'] == 'SB' else None)
         ax.set_yscale('log'); ax.set_xlabel('epoch'); ax.set_ylabel(_TRACK_LABELS.get(k, k)); ax.grid(alpha=.3)
     h, l = axs[0, 0].get_legend_handles_labels()
-    miss = sorted({f"{a['regime']}: no {rule} stop" for a in A for rule, s in a['stops'].items() if s is None})
-    fig.legend(h, l, fontsize=9, loc='lower center', ncol=5, frameon=False)
+    miss = {rule: sorted({a['regime'] for a in A if a['stops'][rule] is None}, reverse=True) for rule in (A[0]['stops'] if A else {})}
+    miss = [f"no {rule} stop for {' or '.join(g)}" for rule, g in miss.items() if g]
+    fig.legend(h, l, fontsize=10, loc='lower center', ncol=3, frameon=False)
     fig.suptitle(title + (f"\n({'; '.join(miss)} within the recorded epochs)" if miss else ''), fontsize=9)
-    fig.tight_layout(rect=(0, .08, 1, 1))
+    fig.tight_layout(rect=(0, .14, 1, 1))
     return fig
 
 # %% ../nbs/06a_gap.ipynb #e7838c93
@@ -226,22 +228,27 @@ def axes_verdict(rows:dict,   # {data set title: rows from collect_runs}
     labs = lambda ms, c: ', '.join(f"{MEASURES[m].label} ×{c['ratio'][m]:.2g}" for m in ms)
     def one(n, c):
         gap_s = (f"{'raises' if c['delta'] > 0 else 'lowers'} the accuracy gap by {abs(c['delta']):.1f} points (more than two seed spreads, "
-                 f"{c['sd']:.1f})" if c['moved'] else f"leaves the accuracy gap within two seed spreads ({c['delta']:+.1f} points, spread {c['sd']:.1f})")
+                 f"{c['sd']:.1f})" if c['moved'] else f"leaves the accuracy gap within two seed spreads ({c['delta']:+.1f} points, spread {c['sd']:.1f})"
+                 if np.isfinite(c['sd']) else f"changes the accuracy gap by {c['delta']:+.1f} points (one trial: no seed spread to judge it by)")
         ms = '; '.join(x for x in ((f"{labs(c['down'], c)} fall" if c['down'] else ''), (f"{labs(c['up'], c)} rise" if c['up'] else ''),
                                    (f"{', '.join(MEASURES[m].label for m in c['still'])} stay within ×2" if c['still'] else '')) if x)
-        return f"on {n}, k = 1 → {c['k']:.3g} {gap_s}, while {ms}"
+        so_far = f" ({min(c['n'])} trial{'s' if min(c['n']) > 1 else ''} so far)" if min(c['n']) < 3 else ''
+        return f"on {n}{so_far}, k = 1 → {c['k']:.3g} {gap_s}, while {ms}"
     def kind(c):
         if not c['moved']: return 'kaur' if c['up'] or c['down'] else 'none'
         with_ = c['up'] if c['delta'] > 0 else c['down']; against = c['down'] if c['delta'] > 0 else c['up']
         return 'with' if with_ and not against else 'against' if against and not with_ else 'miss' if not (with_ or against) else 'mixed'
-    kinds = {kind(c) for c in C.values()}
+    kinds = {kind(c) for c in C.values() if np.isfinite(c['sd'])}   # a data set with one trial so far is not judged
     meaning = {'kaur': "the measures move while the gap does not, so they are not what sets the gap here (Kaur et al.'s finding)",
                'against': "the measures that move go *against* the gap — the co-scaled runs are flatter yet generalize worse — which "
                           "contradicts sharpness as the cause of the gap here",
                'with': "the gap and the measures move together: consistent with the paper's reading, though co-scaling alone does not prove it",
                'miss': "the gap moves while no measure does: the measures miss what sets it",
                'none': "neither the gap nor the measures move", 'mixed': "the measures disagree in direction"}
-    verdict_ = meaning[kinds.pop()] if len(kinds) == 1 else "the data sets disagree, so co-scaling settles nothing on its own"
+    verdict_ = (meaning[kinds.pop()] if len(kinds) == 1 else "not yet judged: too few trials" if not kinds else
+                "the data sets disagree, so co-scaling settles nothing on its own")
+    judged = [n for n, c in C.items() if np.isfinite(c['sd'])]
+    if judged and len(judged) < len(C): verdict_ += f" (judged on {', '.join(judged)} only)"
     s3 = "**Co-scaling** " + '; '.join(one(n, c) for n, c in C.items()) + f": {verdict_}."
     return '\n\n'.join([s1, s2, s3])
 
