@@ -103,11 +103,15 @@ def granulated(rows:list,           # from collect_runs
                gap:str='gap_acc',   # a row field (GAPS)
                **kw                 # n_boot, level, seed of `rank.granulated_tau`
               )->dict:              # {axis or 'psi': dict(tau, lo, hi, groups)}
-    "The granulated τ of `measure` against `gap` on the axes `AXES`, grouped by `axis_groups`; trial-bootstrap intervals."
+    "The granulated τ of `measure` against `gap` on the axes `AXES`, grouped by `axis_groups`; Ψ only if it has a τ on every axis with groups."
     if not rows: raise ValueError("no runs: granulated needs the rows of collect_runs")
     if measure not in rows[0] or gap not in rows[0]:
         raise KeyError(f"no field {measure if measure not in rows[0] else gap!r} in the rows: use one of RANKED and GAPS")
-    return granulated_tau([r[measure] for r in rows], [r[gap] for r in rows], axis_groups(rows), **kw)
+    G = axis_groups(rows)
+    out = granulated_tau([r[measure] for r in rows], [r[gap] for r in rows], G, **kw)
+    missing = [a for a in AXES if G[a] and not np.isfinite(out[a]['tau'])]   # axes that have groups, but no τ of this measure
+    if missing: out['psi'] = dict(tau=math.nan, lo=math.nan, hi=math.nan, groups=0, missing=missing)   # Ψ over fewer axes: not comparable
+    return out
 
 def _s(v:float)->str: return f"{v:+.2f}".replace('0.', '.')    # +0.89 -> +.89: the table fits the page
 def _ci(k:dict, lo='lo', hi='hi')->str: return 'not measured' if not np.isfinite(k['tau']) else f"{_s(k['tau'])} [{_s(k[lo])}, {_s(k[hi])}]"
