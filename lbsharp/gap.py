@@ -270,7 +270,14 @@ def along_reading(out:str|Path,       # a tracking experiment's results director
     return (f"LB/SB φ (mean LB φ / mean SB φ, each at its own stop) — " + '; '.join(parts) + '. ' +
             (f"The same runs give ratios from {min(fin):.3g}× to {max(fin):.3g}× depending only on where training stops; the "
              f"paper's {paper:.0f}× (F1 on MNIST, Table 3) does not say which stop it used, so its size cannot be compared "
-             f"without one." if len(fin) > 1 else ''))
+             f"without one." if len(fin) > 1 else '') + _lam_sentence(out))
+
+def _lam_sentence(out)->str:  # λmax's LB/SB at each stop: whether it even orders SB and LB the same way at every stop
+    r = {k: v for k, v in along_ratios(out, 'lambda_max').items() if np.isfinite(v['ratio'])}
+    if not r: return ''
+    flips = len({v['ratio'] > 1 for v in r.values()}) > 1
+    return (' λmax, on the same runs: ' + ', '.join(f"{v['ratio']:.2g}× at the {k} stop" for k, v in r.items()) +
+            ('; it calls LB sharper at one stop and flatter at another.' if flips else '.'))
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
 def gap_reading(rows:list,            # from collect_runs
