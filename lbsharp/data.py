@@ -307,8 +307,12 @@ def atomic_write(path:str|Path, # destination (parent folders are created)
         with os.fdopen(fd, 'wb') as f:
             write(f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
+        c = e.__context__
+        while c is not None and not isinstance(c, KeyboardInterrupt): c = c.__context__
+        if c is not None and not isinstance(e, KeyboardInterrupt):     # Ctrl-C mid-write, then the writer's own cleanup failed
+            raise KeyboardInterrupt from e                               # (torch.save's zip writer does): it stays a Ctrl-C
         raise
     return path
 
