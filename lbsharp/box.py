@@ -109,7 +109,7 @@ class Sharpness:
     data:str|None=None         # how the training data were read (data_form)
     loss:str|None=None         # loss function
     dtype:str|None=None        # dtype f was computed in
-    model_dtype:str|None=None  # the model's own dtype (a float16/bfloat16 model is measured in float32, see `in_float32`)
+    model_dtype:str|None=None  # the model's own dtype (a float16/bfloat16 model is measured in float32, see in_float32)
     scale:float=1.             # s: the solver minimised -s·f (see SOLVERS)
     lbfgsb:str=''              # L-BFGS-B path that ran: 'setulb' (SciPy's routine driven directly) or 'minimize'
     starts:int=1               # budget: number of starts, each run for iters iterations (see box_sharpness)
