@@ -80,8 +80,8 @@ def summarize(exp:Experiment, runs:list)->dict:
     return s
 
 def run_seconds(r:dict)->float:
-    "What one run cost: its recorded single-thread seconds of training, evaluation and every measurement (φ and the extras)."
-    train = sum(e['seconds'] + e.get('eval_seconds', 0) for e in r['history']['log'])
+    "What one run cost: its recorded single-thread seconds of training, evaluation and every measurement (φ, the extras, tracking)."
+    train = sum(e['seconds'] + e.get('eval_seconds', 0) + e.get('track_seconds', 0) for e in r['history']['log'])
     each = sum(m['seconds'] for m in r['sharpness'])   # per measurement: complete even when a killed unit resumed mid-way
     return train + max(each, r.get('sharp_seconds') or 0)   # sharp_seconds also holds the extras, but only the last process's
 
