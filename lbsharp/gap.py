@@ -16,7 +16,7 @@ from .gap_analysis import (GAP_TAGS, ARMS, GAPS, AXES, COSCALE_ARMS, K1, collect
 
 # %% auto #0
 __all__ = ['plot_gap', 'gap_figure', 'coscale_series', 'plot_coscale', 'plot_along', 'coscale_reading', 'axes_verdict',
-           'along_reading', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline']
+           'along_reading', 'beta2_reading', 'gap_reading', 'pick', 'gap_verdict', 'gap_headline']
 
 # %% ../nbs/06a_gap.ipynb #44319cd5
 def _styles(labels:list)->dict: # label -> (colour, marker): baselines blue/red squares, the rest 7 colours × 4 markers
@@ -278,6 +278,30 @@ def _lam_sentence(out)->str:  # λmax's LB/SB at each stop: whether it even orde
     flips = len({v['ratio'] > 1 for v in r.values()}) > 1
     return (' λmax, on the same runs: ' + ', '.join(f"{v['ratio']:.2g}× at the {k} stop" for k, v in r.items()) +
             ('; it calls LB sharper at one stop and flatter at another.' if flips else '.'))
+
+def beta2_reading(rows:list,       # from collect_runs (one data set)
+                  k:float=2.       # a difference counts if the means differ by more than k pooled seed spreads
+                 )->str:           # one Markdown sentence; '' if the data set has no β₂-adjusted runs
+    "Does adjusting Adam's β₂ (0.999^k) matter? At each co-scaled batch with both arms: test accuracy, the gap, φ full."
+    bs = sorted({r['batch'] for r in rows if r['arm'] == 'coscale-beta2'} & {r['batch'] for r in rows if r['arm'] == 'coscale'})
+    if not bs: return ''
+    def cmp(b, key):
+        a, c = (np.array([r[key] for r in rows if r['arm'] == arm and r['batch'] == b], float) for arm in ('coscale-beta2', 'coscale'))
+        sd = _pooled(a, c) if min(len(a), len(c)) > 1 else math.nan
+        return a.mean() - c.mean(), sd, bool(abs(a.mean() - c.mean()) > k*sd), min(len(a), len(c))
+    out, hits = [], []
+    for b in bs:
+        (da, sa, ma, n), (dg, sg, mg, _) = cmp(b, 'test_acc'), cmp(b, 'gap_acc')
+        phi = (np.nanmean([r['phi_full'] for r in rows if r['arm'] == 'coscale-beta2' and r['batch'] == b]) /
+               np.nanmean([r['phi_full'] for r in rows if r['arm'] == 'coscale' and r['batch'] == b]))
+        judge = lambda d, s, m: (f"{d:+.1f} points" + ('' if not np.isfinite(s) else f" ({'beyond' if m else 'within'} two seed spreads, {s:.1f})"))
+        out.append(f"k = {b/K1:.3g} ({n} trial{'s' if n != 1 else ''}): test accuracy {judge(da, sa, ma)}, accuracy gap {judge(dg, sg, mg)}, φ full ×{phi:.2g}")
+        what = [w for w, m in ((f"{'higher' if da > 0 else 'lower'} test accuracy", ma), (f"{'larger' if dg > 0 else 'smaller'} gap", mg)) if m]
+        if what: hits.append(f"k = {b/K1:.3g} ({' and '.join(what)} with β₂ adjusted)")
+    judged = all(np.isfinite(cmp(b, 'test_acc')[1]) for b in bs)
+    end = (f"it matters at {', '.join(hits)}" if hits else "it does not change accuracy or the gap beyond the seed spread here") if judged else \
+          "not yet judged: some batch has one trial"
+    return "β₂ = 0.999^k against β₂ = 0.999, same batch and learning rate — " + '; '.join(out) + f": {end}."
 
 # %% ../nbs/06a_gap.ipynb #4dd6603f
 def gap_reading(rows:list,            # from collect_runs
