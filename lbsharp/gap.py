@@ -182,13 +182,14 @@ def plot_along(out:str|Path,                 # a tracking experiment's results d
 
 # %% ../nbs/06a_gap.ipynb #e7838c93
 def coscale_reading(rows:list,     # from collect_runs (one data set)
-                    k:float=2.     # the gap moved if the means differ by more than k pooled seed spreads
-                   )->dict:        # {} if the data set has no co-scaling runs
-    "k = 1 against the largest co-scaled batch (β₂ fixed): the gap's change and whether it moved, each measure's ratio."
-    rs = [r for r in rows if r['arm'] == 'coscale']
+                    k:float=2.,    # the gap moved if the means differ by more than k pooled seed spreads
+                    arm:str='coscale' # the co-scaling arm: 'coscale' (β₂ fixed) or 'coscale-beta2' (its k = 1 is the shared run)
+                   )->dict:        # {} if the data set has no runs of that arm
+    "k = 1 against the largest co-scaled batch of `arm`: the gap's change and whether it moved, each measure's ratio."
+    rs = [r for r in rows if r['arm'] == arm]
     if not rs: return {}
     hi = max(r['batch'] for r in rs)
-    lo_r, hi_r = [r for r in rs if r['batch'] == K1], [r for r in rs if r['batch'] == hi]
+    lo_r, hi_r = [r for r in rows if r['arm'] == 'coscale' and r['batch'] == K1], [r for r in rs if r['batch'] == hi]
     g0, g1 = (np.array([r['gap_acc'] for r in x], float) for x in (lo_r, hi_r))
     if not (len(g0) and len(g1)): return {}
     ratio = {m: np.nanmean([r[m] for r in hi_r])/np.nanmean([r[m] for r in lo_r]) for m in RANKED
@@ -250,6 +251,11 @@ def axes_verdict(rows:dict,   # {data set title: rows from collect_runs}
     judged = [n for n, c in C.items() if np.isfinite(c['sd'])]
     if judged and len(judged) < len(C): verdict_ += f" (judged on {', '.join(judged)} only)"
     s3 = "**Co-scaling** " + '; '.join(one(n, c) for n, c in C.items()) + f": {verdict_}."
+    B = {n: c for n, rs in rows.items() for c in [coscale_reading(rs, arm='coscale-beta2')] if c and np.isfinite(c['sd'])}
+    if B:                                                   # the same question with Adam's averaging horizon held in samples
+        kb = {kind(c) for c in B.values()}
+        s3 += (" With β₂ = 0.999^k instead, " + '; '.join(one(n, c) for n, c in B.items()) + ": " +
+               (meaning[kb.pop()] if len(kb) == 1 else "the data sets disagree") + ".")
     return '\n\n'.join([s1, s2, s3])
 
 def along_reading(out:str|Path,       # a tracking experiment's results directory
