@@ -246,16 +246,20 @@ def axes_verdict(rows:dict,   # {data set title: rows from collect_runs}
                'with': "the gap and the measures move together: consistent with the paper's reading, though co-scaling alone does not prove it",
                'miss': "the gap moves while no measure does: the measures miss what sets it",
                'none': "neither the gap nor the measures move", 'mixed': "the measures disagree in direction"}
-    verdict_ = (meaning[kinds.pop()] if len(kinds) == 1 else "not yet judged: too few trials" if not kinds else
-                "the data sets disagree, so co-scaling settles nothing on its own")
+    def conclude(ks:set, so:str=", so co-scaling settles nothing on its own")->str:   # one data set's kind, or several together
+        if len(ks) == 1: return meaning[next(iter(ks))]
+        if not ks: return "not yet judged: too few trials"
+        if ks <= {'kaur', 'against'}:
+            return ("the measures move without the gap following them on every data set — it stays (Kaur et al.'s finding) or "
+                    "goes the other way (flatter yet worse) — so none of them supports sharpness as the cause of the gap here")
+        return "the data sets disagree" + so
+    verdict_ = conclude(set(kinds))
     judged = [n for n, c in C.items() if np.isfinite(c['sd'])]
     if judged and len(judged) < len(C): verdict_ += f" (judged on {', '.join(judged)} only)"
     s3 = "**Co-scaling** " + '; '.join(one(n, c) for n, c in C.items()) + f": {verdict_}."
     B = {n: c for n, rs in rows.items() for c in [coscale_reading(rs, arm='coscale-beta2')] if c and np.isfinite(c['sd'])}
     if B:                                                   # the same question with Adam's averaging horizon held in samples
-        kb = {kind(c) for c in B.values()}
-        s3 += (" With β₂ = 0.999^k instead, " + '; '.join(one(n, c) for n, c in B.items()) + ": " +
-               (meaning[kb.pop()] if len(kb) == 1 else "the data sets disagree") + ".")
+        s3 += " With β₂ = 0.999^k instead, " + '; '.join(one(n, c) for n, c in B.items()) + f": {conclude({kind(c) for c in B.values()}, so=' on these runs')}."
     return '\n\n'.join([s1, s2, s3])
 
 def along_reading(out:str|Path,       # a tracking experiment's results directory
