@@ -267,9 +267,10 @@ def along_reading(out:str|Path,       # a tracking experiment's results director
                  )->str:              # one Markdown paragraph
     "LB/SB φ at each stopping rule's stop (tracked on the evaluation subset), against the paper's ratio."
     if not (Path(out)/'experiment.json').exists(): return f"Not yet run: no tracking experiment in {out}."
-    n = {g: sum(a['regime'] == g for a in along(out)) for g in ('SB', 'LB')}
+    A = along(out)                                         # read once: the φ and λmax ratios both come from it
+    n = {g: sum(a['regime'] == g for a in A) for g in ('SB', 'LB')}
     if not all(n.values()): return f"Only {n['SB']} SB and {n['LB']} LB runs are committed so far: the ratios need both."
-    r = along_ratios(out)
+    r = along_ratios(A)
     if not r: return 'Not yet run.'
     def part(rule, v):
         val = 'not reached' if not np.isfinite(v['ratio']) else f"{v['LB']:.3g} / {v['SB']:.3g} = {v['ratio']:.3g}×"
@@ -280,10 +281,10 @@ def along_reading(out:str|Path,       # a tracking experiment's results director
     return (f"LB/SB φ (mean LB φ / mean SB φ, each at its own stop) — " + '; '.join(parts) + '. ' +
             (f"The same runs give ratios from {min(fin):.3g}× to {max(fin):.3g}× depending only on where training stops; the "
              f"paper's {paper:.0f}× (F1 on MNIST, Table 3) does not say which stop it used, so its size cannot be compared "
-             f"without one." if len(fin) > 1 else '') + _lam_sentence(out))
+             f"without one." if len(fin) > 1 else '') + _lam_sentence(A))
 
-def _lam_sentence(out)->str:  # λmax's LB/SB at each stop: whether it even orders SB and LB the same way at every stop
-    r = {k: v for k, v in along_ratios(out, 'lambda_max').items() if np.isfinite(v['ratio'])}
+def _lam_sentence(A:list)->str:  # λmax's LB/SB at each stop (A: the runs as `along` reads them): same order at every stop?
+    r = {k: v for k, v in along_ratios(A, 'lambda_max').items() if np.isfinite(v['ratio'])}
     if not r: return ''
     flips = len({v['ratio'] > 1 for v in r.values()}) > 1
     return (' λmax, on the same runs: ' + ', '.join(f"{v['ratio']:.2g}× at the {k} stop" for k, v in r.items()) +
@@ -299,16 +300,16 @@ def beta2_reading(rows:list,       # from collect_runs (one data set)
         a, c = (np.array([r[key] for r in rows if r['arm'] == arm and r['batch'] == b], float) for arm in ('coscale-beta2', 'coscale'))
         sd = _pooled(a, c) if min(len(a), len(c)) > 1 else math.nan
         return a.mean() - c.mean(), sd, bool(abs(a.mean() - c.mean()) > k*sd), min(len(a), len(c))
-    out, hits = [], []
+    out, hits, judged = [], [], True
     for b in bs:
         (da, sa, ma, n), (dg, sg, mg, _) = cmp(b, 'test_acc'), cmp(b, 'gap_acc')
+        judged &= bool(np.isfinite(sa))                     # every batch needs a seed spread to be judged
         phi = (np.nanmean([r['phi_full'] for r in rows if r['arm'] == 'coscale-beta2' and r['batch'] == b]) /
                np.nanmean([r['phi_full'] for r in rows if r['arm'] == 'coscale' and r['batch'] == b]))
         judge = lambda d, s, m: (f"{d:+.1f} points" + ('' if not np.isfinite(s) else f" ({'beyond' if m else 'within'} two seed spreads, {s:.1f})"))
         out.append(f"k = {b/K1:.3g} ({n} trial{'s' if n != 1 else ''}): test accuracy {judge(da, sa, ma)}, accuracy gap {judge(dg, sg, mg)}, φ full ×{phi:.2g}")
         what = [w for w, m in ((f"{'higher' if da > 0 else 'lower'} test accuracy", ma), (f"{'larger' if dg > 0 else 'smaller'} gap", mg)) if m]
         if what: hits.append(f"k = {b/K1:.3g} ({' and '.join(what)} with β₂ adjusted)")
-    judged = all(np.isfinite(cmp(b, 'test_acc')[1]) for b in bs)
     end = (f"it matters at {', '.join(hits)}" if hits else "it does not change accuracy or the gap beyond the seed spread here") if judged else \
           "not yet judged: some batch has one trial"
     return "β₂ = 0.999^k against β₂ = 0.999, same batch and learning rate — " + '; '.join(out) + f": {end}."

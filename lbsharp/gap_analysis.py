@@ -295,9 +295,9 @@ def _at(h:History, key:str, e:int)->float:  # the tracked value at the first tra
     es, vs = h.tracked(key)
     return next((v for x, v in zip(es, vs) if x >= e), math.nan)
 
-def along_ratios(out:str|Path, key:str='phi')->dict: # {rule: dict(SB, LB, ratio, epochs, reached)}
+def along_ratios(out:str|Path|list, key:str='phi')->dict: # {rule: dict(SB, LB, ratio, epochs, reached)}
     "Per stopping rule: SB's and LB's mean tracked measure at their own stops, LB/SB, the stop epochs and how many runs reach it."
-    A = along(out); res = {}
+    A = out if isinstance(out, list) else along(out); res = {}   # a results directory, or its runs as `along` read them
     for rule in (A[0]['stops'] if A else {}):
         got = {g: [(a['stops'][rule], _at(a['hist'], key, a['stops'][rule])) for a in A if a['regime'] == g and a['stops'][rule] is not None]
                for g in ('SB', 'LB')}
